@@ -1,0 +1,198 @@
+"""What ``tools/train.py`` and ``tools/test.py`` do to a config, for any library.
+
+The tools mirror mmdet's; the few places where mmdet, mmseg and mmpretrain
+differ (turning visualisation on, dumping results) are chosen by the config's
+``default_scope``. Kept here, out of the scripts, so it can be tested.
+"""
+import argparse
+import datetime
+import os
+import os.path as osp
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """The options train.py and test.py share, as in mmdet's tools."""
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, xxx=yyy in key=value form')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_tool_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse, and give torch.distributed the local rank a launcher passed."""
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def build_runner(cfg: Config) -> Runner:
+    """The config's runner (``runner_type`` or mmengine's), in its process group."""
+    start_cpu_process_group(cfg)
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def config_scope(cfg: Config) -> str:
+    """The library a config belongs to, from its ``default_scope``."""
+    scope = cfg.get('default_scope')
+    if scope not in SCOPES:
+        raise ValueError(
+            f'config default_scope is {scope!r}; dit_mm tools run configs of '
+            f'{", ".join(SCOPES)} (set default_scope in the config)')
+    return scope
+
+
+def load_config(path: str, cfg_options=None, launcher='none') -> Config:
+    """Read a config, apply ``--cfg-options`` and the launcher."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config file {path} does not exist')
+    cfg = Config.fromfile(path)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    config_scope(cfg)
+    return cfg
+
+
+def set_work_dir(cfg: Config, config_path: str, work_dir=None) -> None:
+    """CLI ``--work-dir`` > the config's ``work_dir`` > ./work_dirs/<config name>."""
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config_path))[0])
+
+
+def use_cpu_distributed(cfg: Config) -> None:
+    """Without CUDA, distributed runs use gloo and DDP without device ids."""
+    if cfg.launcher == 'none' or torch.cuda.is_available():
+        return
+    if cfg.launcher != 'pytorch':
+        raise RuntimeError(
+            f'--launcher {cfg.launcher} needs CUDA (mmengine binds each '
+            'process to a GPU); on a CPU use --launcher pytorch '
+            '(tools/dist_train.sh)')
+    env_cfg = cfg.setdefault('env_cfg', {})
+    dist_cfg = env_cfg.setdefault('dist_cfg', {})
+    dist_cfg['backend'] = 'gloo'
+    # mmengine's default wrapper passes device_ids=[LOCAL_RANK], which DDP
+    # rejects for a CPU module; an explicit None wins over that default.
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper.setdefault('device_ids', None)
+    cfg.model_wrapper_cfg = wrapper
+
+
+def start_cpu_process_group(cfg: Config) -> None:
+    """Join the torchrun process group on gloo before the runner is built.
+
+    mmengine 0.10.7 binds every process to a GPU while it initialises the
+    group (``torch.cuda.set_device``), which fails without CUDA; it skips
+    that step when a group already exists.
+    """
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
+        return
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        timeout = cfg.env_cfg.dist_cfg.get('timeout')
+        kwargs = {} if timeout is None else dict(
+            timeout=datetime.timedelta(seconds=timeout))
+        dist.init_process_group(backend='gloo', **kwargs)
+
+
+def apply_train_args(cfg: Config, args) -> None:
+    """``--work-dir``, ``--amp``, ``--auto-scale-lr`` and ``--resume``, as mmdet."""
+    set_work_dir(cfg, args.config, args.work_dir)
+    if args.amp:
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                '--amp trains with mmengine\'s AmpOptimWrapper, which needs a '
+                'GPU and none is visible here; run without --amp on a CPU')
+        if cfg.optim_wrapper.get('type') != 'AmpOptimWrapper':
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.auto_scale_lr:
+        scale_cfg = cfg.get('auto_scale_lr')
+        if not scale_cfg or 'base_batch_size' not in scale_cfg:
+            raise RuntimeError(
+                '--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=...) '
+                'in the config')
+        scale_cfg.enable = True
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise FileNotFoundError(
+                f'--resume checkpoint {args.resume} does not exist')
+        cfg.resume = True
+        cfg.load_from = args.resume
+    use_cpu_distributed(cfg)
+    add_iteration_seed_hook(cfg)
+
+
+def add_iteration_seed_hook(cfg: Config) -> None:
+    """Every training run seeds each iteration (an exact ``--resume``)."""
+    hooks = cfg.get('custom_hooks') or []
+    if not any(str(h.get('type')).endswith('IterationSeedHook') for h in hooks):
+        cfg.custom_hooks = list(hooks) + [dict(type='IterationSeedHook')]
+
+
+def enable_visualization(cfg: Config, show_dir=None, show=False,
+                         wait_time=2.0, interval=1) -> None:
+    """Turn on the library's visualisation hook, drawing every ``interval``-th
+    test batch into ``show_dir`` (mmseg's and mmpretrain's hooks otherwise
+    draw only every 50th, so a small test set gives no picture)."""
+    hooks = cfg.get('default_hooks', {})
+    if 'visualization' not in hooks:
+        raise RuntimeError(
+            'default_hooks.visualization is missing from the config; '
+            '--show/--show-dir need the library\'s visualisation hook')
+    hook = hooks.visualization
+    scope = config_scope(cfg)
+    if scope == 'mmpretrain':
+        hook.update(enable=True, show=show, wait_time=wait_time,
+                    interval=interval)
+        if show_dir:
+            hook.out_dir = show_dir
+        return
+    hook.update(draw=True, show=show, wait_time=wait_time, interval=interval)
+    if show_dir and scope == 'mmdet':
+        hook.test_out_dir = show_dir
+    elif show_dir:  # mmseg writes through the visualizer's save_dir
+        cfg.visualizer.save_dir = show_dir
+
+
+def apply_test_args(cfg: Config, args) -> None:
+    """``--work-dir``, the checkpoint and ``--show``/``--show-dir``."""
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
+    set_work_dir(cfg, args.config, args.work_dir)
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        enable_visualization(cfg, args.show_dir, args.show, args.wait_time,
+                             args.interval)
+    use_cpu_distributed(cfg)
+
+
+def add_result_dump(runner, out_file: str) -> None:
+    """Append a metric that pickles every prediction to ``out_file``."""
+    if not out_file.endswith(('.pkl', '.pickle')):
+        raise ValueError(f'--out must be a .pkl or .pickle file, got {out_file}')
+    if config_scope(runner.cfg) == 'mmdet':
+        from mmdet.evaluation import DumpDetResults as Dump  # masks as RLE
+    else:
+        from mmengine.evaluator import DumpResults as Dump
+    runner.test_evaluator.metrics.append(Dump(out_file_path=out_file))

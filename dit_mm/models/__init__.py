@@ -1,0 +1,1 @@
+"""dit_mm's models; importing this package registers them in every library."""

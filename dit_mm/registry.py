@@ -1,0 +1,36 @@
+"""The one place that makes dit_mm's classes visible to mmdet, mmseg and mmpretrain.
+
+Each class is registered once in code (``@register_model`` and friends) and lands
+in the registry of the same kind of every library, so a stock config of any of
+them needs only ``custom_imports=dict(imports=['dit_mm'])`` and ``type='Name'``
+(or the scoped ``'mmdet.Name'``).
+"""
+import importlib
+from typing import Callable, List
+
+from mmengine.registry import Registry
+
+LIBRARIES = ('mmdet', 'mmseg', 'mmpretrain')
+
+
+def library_registries(kind: str) -> List[Registry]:
+    """The ``kind`` registry (``'MODELS'``, ``'HOOKS'``, ...) of each library."""
+    return [
+        getattr(importlib.import_module(f'{lib}.registry'), kind)
+        for lib in LIBRARIES
+    ]
+
+
+def register(kind: str) -> Callable[[type], type]:
+    """A class decorator that registers into every library's ``kind`` registry."""
+
+    def decorator(cls: type) -> type:
+        for registry in library_registries(kind):
+            registry.register_module(module=cls)
+        return cls
+
+    return decorator
+
+
+register_model = register('MODELS')
+register_hook = register('HOOKS')

@@ -1,0 +1,101 @@
+"""What tools/train.py and tools/test.py do to a config, per library."""
+from argparse import Namespace
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from dit_mm.engine.cli import (apply_test_args, apply_train_args,
+                               enable_visualization, load_config)
+
+CONFIGS = {
+    'mmdet': 'configs/toy/maskrcnn_r18_toy_coco.py',
+    'mmseg': 'configs/toy/upernet_r18_toy_ade20k.py',
+    'mmpretrain': 'configs/toy/resnet18_toy_imagenet.py',
+}
+
+
+def train_args(config, **kwargs):
+    defaults = dict(config=config, work_dir=None, amp=False,
+                    auto_scale_lr=False, resume=None)
+    return Namespace(**{**defaults, **kwargs})
+
+
+@pytest.fixture(params=sorted(CONFIGS))
+def cfg(request, repo_root):
+    return load_config(str(repo_root / CONFIGS[request.param]))
+
+
+def test_unknown_scope_and_missing_config_are_named(tmp_path):
+    path = tmp_path / 'other.py'
+    path.write_text("default_scope = 'mmocr'\n")
+    with pytest.raises(ValueError, match="'mmocr'"):
+        load_config(str(path))
+    with pytest.raises(FileNotFoundError, match='nothere.py'):
+        load_config(str(tmp_path / 'nothere.py'))
+
+
+def test_amp_uses_the_amp_wrapper_on_a_gpu_and_is_refused_without(
+        cfg, monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(RuntimeError, match='--amp .* needs a GPU'):
+        apply_train_args(cfg, train_args('c.py', amp=True))
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    apply_train_args(cfg, train_args('c.py', amp=True))
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.loss_scale == 'dynamic'
+
+
+def test_work_dir_priority_and_flags(cfg, tmp_path):
+    apply_train_args(cfg, train_args('configs/x/my_config.py',
+                                     auto_scale_lr=True))
+    assert cfg.work_dir == './work_dirs/my_config'
+    assert cfg.auto_scale_lr.enable is True
+    assert cfg.custom_hooks[-1] == dict(type='IterationSeedHook')
+    apply_train_args(cfg, train_args('c.py', work_dir=str(tmp_path)))
+    assert cfg.work_dir == str(tmp_path)
+    assert [h['type'] for h in cfg.custom_hooks].count(
+        'IterationSeedHook') == 1
+
+
+def test_resume_auto_and_from_a_file(cfg, tmp_path):
+    apply_train_args(cfg, train_args('c.py', resume='auto'))
+    assert cfg.resume is True and cfg.load_from is None
+    ckpt = tmp_path / 'iter_1.pth'
+    ckpt.write_bytes(b'')
+    apply_train_args(cfg, train_args('c.py', resume=str(ckpt)))
+    assert cfg.resume is True and cfg.load_from == str(ckpt)
+
+
+def test_auto_scale_lr_without_a_base_batch_size_is_refused(tmp_path):
+    cfg = Config(dict(default_scope='mmdet', optim_wrapper=dict()))
+    with pytest.raises(RuntimeError, match='base_batch_size'):
+        apply_train_args(cfg, train_args('c.py', auto_scale_lr=True))
+
+
+def test_cpu_distributed_uses_gloo_and_no_device_ids(cfg):
+    cfg.launcher = 'pytorch'
+    apply_train_args(cfg, train_args('c.py'))
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+    assert cfg.model_wrapper_cfg.device_ids is None
+
+
+def test_show_dir_turns_on_each_librarys_hook(cfg):
+    enable_visualization(cfg, show_dir='vis')
+    hook = cfg.default_hooks.visualization
+    assert hook.interval == 1
+    scope = cfg.default_scope
+    if scope == 'mmdet':
+        assert hook.draw and hook.test_out_dir == 'vis'
+    elif scope == 'mmseg':
+        assert hook.draw and cfg.visualizer.save_dir == 'vis'
+    else:
+        assert hook.enable and hook.out_dir == 'vis'
+
+
+def test_test_args_need_an_existing_checkpoint(cfg, tmp_path):
+    args = Namespace(config='c.py', checkpoint=str(tmp_path / 'no.pth'),
+                     work_dir=None, show=False, show_dir=None, wait_time=0,
+                     interval=1)
+    with pytest.raises(FileNotFoundError, match='no.pth'):
+        apply_test_args(cfg, args)

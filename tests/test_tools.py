@@ -1,0 +1,131 @@
+"""tools/train.py and tools/test.py run every toy config (detection, ADE20K and
+Cityscapes segmentation, classification) through the real runners, and an
+interrupted run resumes with the same losses as an uninterrupted one."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from mmengine.fileio import load
+
+from conftest import ROOT, run_tool
+
+# name -> (config, metric it reports, val set size, iterations to train: an
+# untrained Mask R-CNN detects nothing and CocoMetric then reports nothing)
+TOY_CONFIGS = {
+    'coco': ('configs/toy/maskrcnn_r18_toy_coco.py', 'coco/segm_mAP', 32, 30),
+    'ade20k': ('configs/toy/upernet_r18_toy_ade20k.py', 'mIoU', 16, 2),
+    'cityscapes': ('configs/toy/upernet_r18_toy_cityscapes.py', 'mIoU', 8, 2),
+    'imagenet': ('configs/toy/resnet18_toy_imagenet.py', 'accuracy/top1', 24,
+                 2),
+}
+
+
+def short_run(max_iters, interval):
+    """--cfg-options for a few logged iterations with a checkpoint each ``interval``."""
+    return [
+        '--cfg-options', f'train_cfg.max_iters={max_iters}',
+        f'train_cfg.val_interval={max_iters}',
+        f'default_hooks.checkpoint.interval={interval}',
+        'default_hooks.logger.interval=1'
+    ]
+
+
+def logged_losses(work_dir):
+    """iter -> loss from every scalars.json the runs in ``work_dir`` wrote."""
+    losses = {}
+    for path in sorted(work_dir.glob('*/vis_data/scalars.json')):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if 'loss' in record:
+                losses[record['iter']] = record['loss']
+    return losses
+
+
+def metric(output, name):
+    found = re.findall(rf'{re.escape(name)}: (-?[\d.]+)', output)
+    assert found, f'{name} not in the output:\n{output[-3000:]}'
+    return float(found[-1])
+
+
+@pytest.mark.parametrize('name', sorted(TOY_CONFIGS))
+def test_toy_config_trains_and_tests(name, toy_data, tmp_path):
+    config, key, num_val, iters = TOY_CONFIGS[name]
+    out = run_tool('tools/train.py', config, '--work-dir', tmp_path,
+                   *short_run(iters, iters))
+    assert 0.0 <= metric(out, key) <= 100.0
+    assert sorted(logged_losses(tmp_path)) == list(range(1, iters + 1))
+    checkpoint = tmp_path / f'iter_{iters}.pth'
+    preds, vis = tmp_path / 'preds.pkl', tmp_path / 'vis'
+    out = run_tool('tools/test.py', config, checkpoint, '--work-dir',
+                   tmp_path, '--out', preds, '--show-dir', vis)
+    assert 0.0 <= metric(out, key) <= 100.0
+    assert len(load(str(preds))) == num_val
+    assert any(p.suffix in ('.png', '.jpg') for p in vis.rglob('*'))
+
+
+def test_resume_continues_with_the_same_losses(toy_data, tmp_path):
+    config = TOY_CONFIGS['coco'][0]
+    whole, parts = tmp_path / 'whole', tmp_path / 'parts'
+    run_tool('tools/train.py', config, '--work-dir', whole, *short_run(6, 3))
+    run_tool('tools/train.py', config, '--work-dir', parts, *short_run(3, 3))
+    out = run_tool('tools/train.py', config, '--work-dir', parts, '--resume',
+                   *short_run(6, 3))
+    assert 'resumed epoch: 0, iter: 3' in out
+    expected, got = logged_losses(whole), logged_losses(parts)
+    assert sorted(expected) == sorted(got) == [1, 2, 3, 4, 5, 6]
+    for it in range(1, 7):
+        assert got[it] == pytest.approx(expected[it], rel=1e-5), it
+
+
+def test_resume_from_a_named_checkpoint_and_a_missing_one(toy_data, tmp_path):
+    config = TOY_CONFIGS['imagenet'][0]
+    run_tool('tools/train.py', config, '--work-dir', tmp_path,
+             *short_run(2, 1))
+    out = run_tool('tools/train.py', config, '--work-dir', tmp_path,
+                   '--resume', tmp_path / 'iter_1.pth', *short_run(2, 1))
+    assert 'resumed epoch: 0, iter: 1' in out
+    out = run_tool('tools/train.py', config, '--resume',
+                   tmp_path / 'missing.pth', check=False)
+    assert 'missing.pth does not exist' in out
+
+
+def test_dist_train_runs_two_processes_on_gloo(toy_data, tmp_path):
+    env = dict(os.environ, PYTHON=sys.executable, PORT='29571',
+               PYTHONUNBUFFERED='1')
+    proc = subprocess.run(
+        ['bash', 'tools/dist_train.sh', TOY_CONFIGS['imagenet'][0], '2',
+         '--work-dir', str(tmp_path), *short_run(2, 2)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert 'Distributed launcher: pytorch' in proc.stdout
+    assert "backend='gloo'" in proc.stdout
+    assert (tmp_path / 'iter_2.pth').is_file()
+
+
+def test_slurm_scripts_hand_srun_the_right_command(tmp_path):
+    """No Slurm here: a stand-in srun records what the scripts ask it to run."""
+    (tmp_path / 'srun').write_text('#!/bin/bash\necho "$@" > "$SRUN_LOG"\n')
+    (tmp_path / 'srun').chmod(0o755)
+    env = dict(os.environ, PATH=f'{tmp_path}:{os.environ["PATH"]}',
+               SRUN_LOG=str(tmp_path / 'log'), GPUS='16')
+    calls = {
+        'slurm_train.sh': ['part', 'job', 'cfg.py', 'wd', '--amp'],
+        'slurm_test.sh': ['part', 'job', 'cfg.py', 'ck.pth', '--out', 'o.pkl'],
+    }
+    expected = {
+        'slurm_train.sh': 'tools/train.py cfg.py --work-dir wd --amp '
+        '--launcher slurm',
+        'slurm_test.sh': 'tools/test.py cfg.py ck.pth --out o.pkl '
+        '--launcher slurm',
+    }
+    for script, args in calls.items():
+        subprocess.run(['bash', f'tools/{script}', *args], cwd=ROOT, env=env,
+                       check=True, capture_output=True)
+        logged = (tmp_path / 'log').read_text()
+        assert logged.startswith('-p part --job-name=job --gres=gpu:8 '
+                                 '--ntasks=16 '), logged
+        assert logged.rstrip().endswith(expected[script]), logged

@@ -1,0 +1,45 @@
+"""Evaluate a checkpoint on a config's test set (detection, segmentation or
+classification), mirroring mmdet's tools/test.py."""
+import argparse
+
+import dit_mm  # noqa: F401  (registers modules, safe checkpoint loading)
+from dit_mm.engine.cli import (add_common_args, add_result_dump,
+                               apply_test_args, build_runner, load_config,
+                               parse_tool_args)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Test (and evaluate) a model checkpoint')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir', help='the dir to save the evaluation metrics')
+    parser.add_argument(
+        '--out', help='dump every prediction to this pickle file')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir', help='draw the predictions into this directory '
+        '(relative to the run\'s folder in the work dir)')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--interval', type=int, default=1,
+        help='draw every INTERVAL-th test batch (with --show/--show-dir)')
+    add_common_args(parser)
+    return parse_tool_args(parser)
+
+
+def main():
+    args = parse_args()
+    cfg = load_config(args.config, args.cfg_options, args.launcher)
+    apply_test_args(cfg, args)
+    runner = build_runner(cfg)
+    if args.out:
+        add_result_dump(runner, args.out)
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()
