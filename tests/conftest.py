@@ -6,8 +6,21 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope='session')
+def one_torch_thread():
+    """One intra-op thread for the models tests run in this process: on a small
+    shared CPU, two threads per process spin against the other processes and
+    make small forwards many times slower. (Tools run as subprocesses keep
+    torch's default.)"""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='session')

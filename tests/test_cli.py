@@ -9,9 +9,9 @@ from dit_mm.engine.cli import (apply_test_args, apply_train_args,
                                enable_visualization, load_config)
 
 CONFIGS = {
-    'mmdet': 'configs/toy/maskrcnn_r18_toy_coco.py',
-    'mmseg': 'configs/toy/upernet_r18_toy_ade20k.py',
-    'mmpretrain': 'configs/toy/resnet18_toy_imagenet.py',
+    'mmdet': 'configs/toy/maskrcnn_dit_b0_toy_coco.py',
+    'mmseg': 'configs/toy/upernet_dit_b0_toy_ade20k.py',
+    'mmpretrain': 'configs/toy/cls_dit_b0_toy_imagenet.py',
 }
 
 

@@ -1,10 +1,13 @@
 """The README's main job: tools/demo.sh trains Mask R-CNN on the toy COCO set
-on a CPU and its bbox and segm mAP are well above zero; run again, it does
-not train a second time."""
+on a CPU, its bbox and segm mAP are well above zero, and it draws the routing
+of one val image; run again, it does not train a second time."""
 import os
 import subprocess
 
+import cv2
+
 from conftest import ROOT
+from dit_mm.visualization import GAP, TITLE_HEIGHT
 from test_tools import metric
 
 
@@ -17,11 +20,26 @@ def run_demo(work_dir):
     return proc.stdout
 
 
+def check_routing_picture(out, work_dir):
+    """routing.png: the first val image and its four stages' density maps."""
+    path = work_dir / 'routing.png'
+    assert f'drawn in {path}' in out, out[-3000:]
+    assert 'realized FLOPs:' in out
+    picture = cv2.imread(str(path))
+    assert picture is not None, f'{path} is not a readable picture'
+    first = sorted((ROOT / 'data/toy/coco/val2017').glob('*.jpg'))[0]
+    h, w = cv2.imread(str(first)).shape[:2]
+    assert picture.shape == (TITLE_HEIGHT + h, 5 * w + 4 * GAP, 3)
+    return path.read_bytes()
+
+
 def test_demo_learns_and_a_second_run_only_evaluates(tmp_path):
     out = run_demo(tmp_path)
     bbox, segm = metric(out, 'coco/bbox_mAP'), metric(out, 'coco/segm_mAP')
     assert bbox > 0.3 and segm > 0.3, (bbox, segm)
+    picture = check_routing_picture(out, tmp_path)
     again = run_demo(tmp_path)
     assert 'training is done, evaluating it again' in again
     assert 'Iter(train)' not in again
     assert metric(again, 'coco/bbox_mAP') == bbox
+    assert check_routing_picture(again, tmp_path) == picture

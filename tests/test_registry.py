@@ -48,9 +48,10 @@ def test_importing_dit_mm_reroutes_checkpoint_loading():
 
 def test_stock_config_with_custom_imports_builds(repo_root):
     cfg = Config.fromfile(
-        str(repo_root / 'configs/toy/maskrcnn_r18_toy_coco.py'))
+        str(repo_root / 'configs/toy/maskrcnn_dit_b0_toy_coco.py'))
     assert cfg.custom_imports.imports == ['dit_mm']
     init_default_scope(cfg.default_scope)
     from mmdet.registry import MODELS
     model = MODELS.build(cfg.model)
-    assert type(model).__name__ == 'MaskRCNN'
+    assert type(model).__name__ == 'DynamicMaskRCNN'
+    assert type(model.backbone).__name__ == 'DiT'

@@ -1,6 +1,7 @@
-"""tools/train.py and tools/test.py run every toy config (detection, ADE20K and
-Cityscapes segmentation, classification) through the real runners, and an
-interrupted run resumes with the same losses as an uninterrupted one."""
+"""tools/train.py and tools/test.py run every toy config (DiT Mask R-CNN and
+RetinaNet, UperNet on ADE20K and Cityscapes, classification) through the real
+runners, each logging DiT's loss_budget, and an interrupted run resumes with the
+same losses as an uninterrupted one."""
 import json
 import os
 import re
@@ -15,10 +16,12 @@ from conftest import ROOT, run_tool
 # name -> (config, metric it reports, val set size, iterations to train: an
 # untrained Mask R-CNN detects nothing and CocoMetric then reports nothing)
 TOY_CONFIGS = {
-    'coco': ('configs/toy/maskrcnn_r18_toy_coco.py', 'coco/segm_mAP', 32, 30),
-    'ade20k': ('configs/toy/upernet_r18_toy_ade20k.py', 'mIoU', 16, 2),
-    'cityscapes': ('configs/toy/upernet_r18_toy_cityscapes.py', 'mIoU', 8, 2),
-    'imagenet': ('configs/toy/resnet18_toy_imagenet.py', 'accuracy/top1', 24,
+    'coco': ('configs/toy/maskrcnn_dit_b0_toy_coco.py', 'coco/segm_mAP', 32, 30),
+    'coco_retinanet': ('configs/toy/retinanet_dit_b0_toy_coco.py',
+                       'coco/bbox_mAP', 32, 30),
+    'ade20k': ('configs/toy/upernet_dit_b0_toy_ade20k.py', 'mIoU', 16, 2),
+    'cityscapes': ('configs/toy/upernet_dit_b0_toy_cityscapes.py', 'mIoU', 8, 2),
+    'imagenet': ('configs/toy/cls_dit_b0_toy_imagenet.py', 'accuracy/top1', 24,
                  2),
 }
 
@@ -33,14 +36,14 @@ def short_run(max_iters, interval):
     ]
 
 
-def logged_losses(work_dir):
-    """iter -> loss from every scalars.json the runs in ``work_dir`` wrote."""
+def logged_losses(work_dir, key='loss'):
+    """iter -> ``key`` from every scalars.json the runs in ``work_dir`` wrote."""
     losses = {}
     for path in sorted(work_dir.glob('*/vis_data/scalars.json')):
         for line in path.read_text().splitlines():
             record = json.loads(line)
-            if 'loss' in record:
-                losses[record['iter']] = record['loss']
+            if key in record:
+                losses[record['iter']] = record[key]
     return losses
 
 
@@ -57,6 +60,8 @@ def test_toy_config_trains_and_tests(name, toy_data, tmp_path):
                    *short_run(iters, iters))
     assert 0.0 <= metric(out, key) <= 100.0
     assert sorted(logged_losses(tmp_path)) == list(range(1, iters + 1))
+    for key in ('loss_budget', 'flops_ratio'):
+        assert sorted(logged_losses(tmp_path, key)) == list(range(1, iters + 1))
     checkpoint = tmp_path / f'iter_{iters}.pth'
     preds, vis = tmp_path / 'preds.pkl', tmp_path / 'vis'
     out = run_tool('tools/test.py', config, checkpoint, '--work-dir',
@@ -78,6 +83,21 @@ def test_resume_continues_with_the_same_losses(toy_data, tmp_path):
     assert sorted(expected) == sorted(got) == [1, 2, 3, 4, 5, 6]
     for it in range(1, 7):
         assert got[it] == pytest.approx(expected[it], rel=1e-5), it
+
+
+def test_training_moves_the_flops_fraction_to_the_budget_target(
+        toy_data, tmp_path):
+    """Toy classification from scratch: DiT starts near the PVTv2 route (gates
+    open with p=0.95) and the budget loss (target 0.5) pulls the realized
+    FLOPs fraction of the training forward passes down towards it."""
+    config = TOY_CONFIGS['imagenet'][0]
+    run_tool('tools/train.py', config, '--work-dir', tmp_path,
+             *short_run(30, 30), 'model.backbone.budget_loss.warmup_iters=5')
+    ratios = logged_losses(tmp_path, 'flops_ratio')
+    first = sum(ratios[i] for i in range(1, 4)) / 3
+    last = sum(ratios[i] for i in range(26, 31)) / 5
+    assert first > 0.85, ratios
+    assert abs(last - 0.5) < abs(first - 0.5) - 0.1, ratios
 
 
 def test_resume_from_a_named_checkpoint_and_a_missing_one(toy_data, tmp_path):

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The main job of the README on its embedded default: set up .venv
-# (idempotent), generate the toy COCO set, train Mask R-CNN on it on the CPU
-# and evaluate the final checkpoint (bbox and segm mAP through CocoMetric).
-# Run again, it finds the data and the finished run and only re-evaluates.
+# (idempotent), generate the toy COCO set, train Mask R-CNN on it on the CPU,
+# evaluate the final checkpoint (bbox and segm mAP through CocoMetric) and
+# draw how its DiT backbone routed one val image ($WORK_DIR/routing.png).
+# Run again, it finds the data and the finished run and only re-evaluates
+# and redraws.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$ROOT/tools/setup_env.sh"
 cd "$ROOT"
 PY=$ROOT/.venv/bin/python
-CONFIG=configs/toy/maskrcnn_r18_toy_coco.py
+CONFIG=configs/toy/maskrcnn_dit_b0_toy_coco.py
 WORK_DIR=${WORK_DIR:-work_dirs/demo}
 
 "$PY" tools/make_toy_data.py --out data/toy --sets coco
@@ -21,3 +23,8 @@ else  # --resume picks up an interrupted demo run where it stopped
     --cfg-options train_cfg.val_interval=100000
 fi
 "$PY" tools/test.py "$CONFIG" "$FINAL" --work-dir "$WORK_DIR"
+IMAGES=(data/toy/coco/val2017/*.jpg)  # sorted by name: the first val image
+IMAGE=${IMAGES[0]}
+"$PY" tools/analysis/show_routing.py "$CONFIG" "$FINAL" "$IMAGE" \
+  --out "$WORK_DIR/routing.png"
+echo "[demo] the routing of $IMAGE is drawn in $WORK_DIR/routing.png"

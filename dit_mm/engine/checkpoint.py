@@ -99,7 +99,13 @@ def load_from_local_safely(filename: str, map_location=None) -> dict:
             return torch.load(
                 filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        names = _unsafe_globals(filename) or [_unpickler_reason(err)]
+        names = _unsafe_globals(filename)
+        if not names and 'Unsupported operand' in str(err):
+            # not a pickle that names something unsafe: bytes that are none
+            raise RuntimeError(
+                f'checkpoint {filename} is not a torch checkpoint (corrupt or '
+                f'another format): {err}') from err
+        names = names or [_unpickler_reason(err)]
         raise UnsafeCheckpointError(
             f'refusing to load checkpoint {filename}: it holds pickled '
             f'object(s) of type {", ".join(names)}, which are none of the '
@@ -113,6 +119,10 @@ def load_from_local_safely(filename: str, map_location=None) -> dict:
                 f'checkpoint {filename} is truncated or corrupt and cannot be '
                 f'read ({err})') from err
         raise
+    except (KeyError, EOFError, ValueError, AttributeError) as err:
+        raise RuntimeError(
+            f'checkpoint {filename} is not a readable torch checkpoint '
+            f'({type(err).__name__}: {err})') from err
 
 
 def install() -> None:

@@ -1,8 +1,7 @@
-# UperNet on the toy Cityscapes set (tools/make_toy_data.py): mmseg's stock
-# 512x1024 config with a narrow ResNet-18 trained from scratch, 128x256 crops
-# of 256x512 street scenes, a CPU-sized schedule and BN instead of SyncBN.
-_base_ = 'mmseg::upernet/upernet_r50_4xb2-40k_cityscapes-512x1024.py'
-custom_imports = dict(imports=['dit_mm'], allow_failed_imports=False)
+# DiT-b0 UperNet (upernet_dit_b0_cityscapes.py) on the toy Cityscapes set
+# (tools/make_toy_data.py), trained from scratch: narrow heads, small crops,
+# a CPU-sized schedule, BN instead of SyncBN, a budget target of 0.5.
+_base_ = '../upernet_dit_b0_cityscapes.py'
 
 data_root = 'data/toy/cityscapes/'
 crop_size = (128, 256)
@@ -11,12 +10,12 @@ max_iters = 200
 norm_cfg = dict(type='BN', requires_grad=True)
 
 model = dict(
-    pretrained=None,
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(depth=18, norm_cfg=norm_cfg),
-    decode_head=dict(
-        in_channels=[64, 128, 256, 512], channels=64, norm_cfg=norm_cfg),
-    auxiliary_head=dict(in_channels=256, channels=64, norm_cfg=norm_cfg))
+    backbone=dict(
+        drop_path_rate=0.0,
+        budget_loss=dict(target=0.5, weight=2.0, warmup_iters=50)),
+    decode_head=dict(channels=64, norm_cfg=norm_cfg),
+    auxiliary_head=dict(channels=64, norm_cfg=norm_cfg))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -47,9 +46,7 @@ param_scheduler = [
     dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters,
          by_epoch=False)
 ]
-optim_wrapper = dict(
-    _delete_=True, type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.01))
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
 default_hooks = dict(
     logger=dict(interval=10), checkpoint=dict(interval=max_iters))
 randomness = dict(seed=0)

@@ -1,12 +1,18 @@
-# ResNet-18 classification on the toy ImageNet set (tools/make_toy_data.py):
-# mmpretrain's stock config with 64x64 crops and a CPU-sized iteration
-# schedule; the head keeps ImageNet's 1000 classes.
-_base_ = 'mmpretrain::resnet/resnet18_8xb32_in1k.py'
-custom_imports = dict(imports=['dit_mm'], allow_failed_imports=False)
+# DiT-b0 classification (cls_dit_b0_imagenet.py) on the toy ImageNet set
+# (tools/make_toy_data.py), from scratch: 64x64 crops, no mixup / cutmix, a
+# CPU-sized iteration schedule, a budget target of 0.5; the head keeps
+# ImageNet's 1000 classes.
+_base_ = '../cls_dit_b0_imagenet.py'
 
 data_root = 'data/toy/imagenet'
 crop_size = 64
 max_iters = 200
+
+model = dict(
+    backbone=dict(
+        drop_path_rate=0.0,
+        budget_loss=dict(target=0.5, weight=2.0, warmup_iters=50)),
+    train_cfg=None)
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -37,7 +43,7 @@ train_cfg = dict(
     val_interval=max_iters)
 param_scheduler = dict(
     _delete_=True, type='CosineAnnealingLR', by_epoch=False, T_max=max_iters)
-optim_wrapper = dict(optimizer=dict(lr=0.05))
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(by_epoch=False, interval=max_iters))

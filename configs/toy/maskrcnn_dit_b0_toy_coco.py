@@ -1,8 +1,8 @@
-# Mask R-CNN on the toy COCO set (tools/make_toy_data.py): mmdet's stock
-# config with a narrow ResNet-18 + FPN trained from scratch, small images, an
-# iteration schedule that fits a CPU, BN instead of SyncBN. The demo trains it.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['dit_mm'], allow_failed_imports=False)
+# DiT-b0 Mask R-CNN (configs/maskrcnn_dit_b0_coco.py) on the toy COCO set
+# (tools/make_toy_data.py), trained from scratch: narrow FPN and heads, small
+# images, an iteration schedule that fits a CPU, a budget target of 0.5 with a
+# short warm-up. The demo trains it.
+_base_ = '../maskrcnn_dit_b0_coco.py'
 
 data_root = 'data/toy/coco/'
 image_scale = (224, 224)
@@ -11,9 +11,9 @@ width = 64  # FPN and head channels (stock: 256)
 
 model = dict(
     backbone=dict(
-        depth=18, base_channels=32, frozen_stages=-1, norm_eval=False,
-        init_cfg=None),
-    neck=dict(in_channels=[32, 64, 128, 256], out_channels=width),
+        drop_path_rate=0.0,
+        budget_loss=dict(target=0.5, weight=2.0, warmup_iters=50)),
+    neck=dict(out_channels=width),
     rpn_head=dict(in_channels=width, feat_channels=width),
     roi_head=dict(
         bbox_roi_extractor=dict(out_channels=width),
@@ -62,7 +62,7 @@ param_scheduler = [
     dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
          milestones=[int(max_iters * 0.8)], gamma=0.1)
 ]
-optim_wrapper = dict(optimizer=dict(lr=0.02), clip_grad=dict(max_norm=10))
+optim_wrapper = dict(optimizer=dict(lr=0.001), clip_grad=dict(max_norm=10))
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(by_epoch=False, interval=max_iters))

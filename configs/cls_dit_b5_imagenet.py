@@ -1,0 +1,3 @@
+# cls_dit_b2_imagenet.py with the DiT-b5 backbone.
+_base_ = './cls_dit_b2_imagenet.py'
+model = dict(backbone=dict(arch='b5'), head=dict(in_channels=512))

@@ -1,0 +1,25 @@
+# Mask R-CNN with a DiT-b2 backbone and the routing-aware FPN on COCO, 1x.
+# mmdet's stock Mask R-CNN with the backbone, the neck and the model type
+# (DynamicMaskRCNN adds the backbone's loss_budget) swapped; AdamW as in PVTv2.
+# ImageNet weights (DiT, or PVTv2 in mmdet's or the original layout):
+#   --cfg-options model.backbone.init_cfg.type=Pretrained \
+#                 model.backbone.init_cfg.checkpoint=PATH
+_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+custom_imports = dict(imports=['dit_mm'], allow_failed_imports=False)
+
+model = dict(
+    type='DynamicMaskRCNN',
+    backbone=dict(
+        _delete_=True,
+        type='DiT',
+        arch='b2',
+        drop_path_rate=0.1,
+        stop_threshold=0.01,
+        budget_loss=dict(target=0.7, weight=2.0, warmup_iters=1000)),
+    neck=dict(type='RoutedFPN', in_channels=[64, 128, 320, 512]))
+
+# the gates start on the PVTv2 route; a larger step lets them leave it
+optim_wrapper = dict(
+    optimizer=dict(_delete_=True, type='AdamW', lr=0.0001, weight_decay=0.0001),
+    paramwise_cfg=dict(
+        custom_keys={'.gates.': dict(lr_mult=10.0, decay_mult=0.0)}))

@@ -1,0 +1,3 @@
+# maskrcnn_dit_b2_coco.py with the DiT-b3 backbone.
+_base_ = './maskrcnn_dit_b2_coco.py'
+model = dict(backbone=dict(arch='b3'), neck=dict(in_channels=[64, 128, 320, 512]))

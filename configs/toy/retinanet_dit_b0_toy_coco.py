@@ -1,0 +1,61 @@
+# DiT-b0 RetinaNet (configs/retinanet_dit_b0_coco.py) on the toy COCO set
+# (tools/make_toy_data.py), from scratch: narrow FPN and head, the Mask R-CNN
+# toy schedule (maskrcnn_dit_b0_toy_coco.py) without masks.
+_base_ = '../retinanet_dit_b0_coco.py'
+
+data_root = 'data/toy/coco/'
+image_scale = (224, 224)
+max_iters = 300
+width = 64
+
+model = dict(
+    backbone=dict(
+        drop_path_rate=0.0,
+        budget_loss=dict(target=0.5, weight=2.0, warmup_iters=50)),
+    neck=dict(out_channels=width),
+    bbox_head=dict(in_channels=width, feat_channels=width, stacked_convs=2))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=image_scale, keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=image_scale, keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
+]
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=2,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=4,
+    num_workers=2,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
+test_evaluator = val_evaluator
+
+train_cfg = dict(
+    _delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
+    val_interval=max_iters)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
+         milestones=[int(max_iters * 0.8)], gamma=0.1)
+]
+optim_wrapper = dict(optimizer=dict(lr=0.001), clip_grad=dict(max_norm=10))
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(by_epoch=False, interval=max_iters))
+log_processor = dict(by_epoch=False)
+randomness = dict(seed=0)
+auto_scale_lr = dict(base_batch_size=4)

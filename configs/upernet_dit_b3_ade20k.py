@@ -1,0 +1,6 @@
+# upernet_dit_b2_ade20k.py with the DiT-b3 backbone.
+_base_ = './upernet_dit_b2_ade20k.py'
+model = dict(
+    backbone=dict(arch='b3'),
+    decode_head=dict(in_channels=[64, 128, 320, 512]),
+    auxiliary_head=dict(in_channels=320))

@@ -1,0 +1,150 @@
+"""PVTv2 / DiT state dicts in any of the three layouts, converted to DiT's.
+
+Layouts: DiT's own (``stages.0.blocks.0.attn.q.weight``), mmdet's
+``PyramidVisionTransformerV2`` (``layers.0.1.0.attn.attn.in_proj_weight``) and the
+original PVTv2 release (``block1.0.attn.q.weight``). A whole-model checkpoint
+(detector, segmentor, classifier) is reduced to its ``backbone.`` entries first.
+"""
+import re
+from collections import OrderedDict
+from typing import Dict, Mapping
+
+import torch
+from torch import Tensor, nn
+
+StateDict = Dict[str, Tensor]
+
+
+def unwrap_state_dict(checkpoint: Mapping, prefix: str = 'backbone.'
+                      ) -> StateDict:
+    """The tensors of a checkpoint file's content, without a model prefix."""
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f'checkpoint holds a {type(checkpoint).__name__}, '
+                        'not a state dict')
+    for key in ('state_dict', 'model'):
+        if key in checkpoint and isinstance(checkpoint[key], Mapping):
+            checkpoint = checkpoint[key]
+            break
+    state = OrderedDict((k[7:] if k.startswith('module.') else k, v)
+                        for k, v in checkpoint.items())
+    if prefix and any(k.startswith(prefix) for k in state):
+        state = OrderedDict((k[len(prefix):], v) for k, v in state.items()
+                            if k.startswith(prefix))
+    return state
+
+
+def detect_layout(state: StateDict) -> str:
+    """``'dit'``, ``'mmdet'`` or ``'original'``; a clear error otherwise."""
+    keys = list(state)
+    if any(k.startswith('stages.') for k in keys):
+        return 'dit'
+    if any(k.startswith('layers.0.0.projection') for k in keys):
+        return 'mmdet'
+    if any(k.startswith('patch_embed1.') for k in keys):
+        return 'original'
+    raise KeyError('not a PVTv2 / DiT state dict: none of its keys looks like '
+                   'DiT (stages.*), mmdet PVTv2 (layers.0.0.projection.*) or the '
+                   f'original PVTv2 (patch_embed1.*); first keys: {keys[:5]}')
+
+
+_MMDET_FFN = {'0': 'fc1', '1': 'dwconv', '4': 'fc2'}
+
+
+def _mmdet_key(key: str, value: Tensor, out: StateDict) -> None:
+    m = re.match(r'layers\.(\d+)\.(\d)\.(.*)', key)
+    if m is None:
+        out[key] = value
+        return
+    stage, part, rest = m.groups()
+    if part == '0':
+        rest = rest.replace('projection.', 'proj.')
+        out[f'stages.{stage}.patch_embed.{rest}'] = value
+        return
+    if part == '2':
+        out[f'stages.{stage}.norm.{rest}'] = value
+        return
+    block, rest = rest.split('.', 1)
+    prefix = f'stages.{stage}.blocks.{block}.'
+    if rest.startswith('attn.attn.in_proj_'):
+        kind = rest.rsplit('_', 1)[1]
+        dims = value.shape[0] // 3
+        out[prefix + f'attn.q.{kind}'] = value[:dims]
+        out[prefix + f'attn.kv.{kind}'] = value[dims:]
+    elif rest.startswith('attn.attn.out_proj.'):
+        out[prefix + 'attn.proj.' + rest.rsplit('.', 1)[1]] = value
+    elif rest.startswith('ffn.layers.'):
+        index, kind = rest[len('ffn.layers.'):].split('.')
+        name = _MMDET_FFN.get(index, f'layers{index}')
+        if name in ('fc1', 'fc2') and value.dim() == 4:
+            value = value.flatten(1)
+        out[prefix + f'mlp.{name}.{kind}'] = value
+    else:
+        out[prefix + rest] = value
+
+
+def _original_key(key: str, value: Tensor, out: StateDict) -> None:
+    if key.startswith('head.'):
+        return
+    m = re.match(r'(patch_embed|block|norm)(\d)\.(.*)', key)
+    if m is None:
+        out[key] = value
+        return
+    kind, stage, rest = m.groups()
+    stage = int(stage) - 1
+    if kind == 'patch_embed':
+        out[f'stages.{stage}.patch_embed.{rest}'] = value
+    elif kind == 'norm':
+        out[f'stages.{stage}.norm.{rest}'] = value
+    else:
+        rest = rest.replace('mlp.dwconv.dwconv.', 'mlp.dwconv.')
+        out[f'stages.{stage}.blocks.{rest}'] = value
+
+
+def to_dit_layout(state: StateDict) -> StateDict:
+    """``state`` in DiT's key layout, whichever of the three it came in."""
+    layout = detect_layout(state)
+    if layout == 'dit':
+        return OrderedDict(state)
+    convert = _mmdet_key if layout == 'mmdet' else _original_key
+    out: StateDict = OrderedDict()
+    for key, value in state.items():
+        convert(key, value, out)
+    return out
+
+
+def load_pvt_weights(module: nn.Module, state: StateDict, source: str) -> str:
+    """Load ``state`` (any layout) into ``module`` strictly, except for the
+    routing gates a PVTv2 checkpoint cannot have. Returns a one-line report.
+
+    Raises ``KeyError`` / ``ValueError`` naming the keys that do not fit, before
+    anything is copied, so a wrong checkpoint leaves the model as it was.
+    """
+    layout = detect_layout(state)
+    state = to_dit_layout(state)
+    own = module.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    missing = sorted(k for k in set(own) - set(state) if '.gates.' not in k)
+    mismatched = [
+        f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+        for k, v in state.items() if k in own and v.shape != own[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f'missing keys {missing[:8]}'
+                        f'{" ..." if len(missing) > 8 else ""}')
+    if unexpected:
+        problems.append(f'unexpected keys {unexpected[:8]}'
+                        f'{" ..." if len(unexpected) > 8 else ""}')
+    if mismatched:
+        problems.append(f'shape mismatches {mismatched[:4]} (another arch?)')
+    if problems:
+        raise ValueError(f'{source} ({layout} layout) does not fit '
+                         f'{type(module).__name__}: ' + '; '.join(problems))
+    with torch.no_grad():
+        for key, value in state.items():
+            own[key].copy_(value)
+    gates = sum('.gates.' in k for k in own) - sum('.gates.' in k
+                                                   for k in state)
+    return (f'loaded {len(state)} tensors from {source} ({layout} layout)' +
+            (f'; {gates} routing-gate tensors keep their initial values'
+             if gates else ''))

@@ -1,0 +1,3 @@
+from .budget_loss import BudgetLoss
+
+__all__ = ['BudgetLoss']

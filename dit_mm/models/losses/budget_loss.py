@@ -1,0 +1,43 @@
+"""The budget loss of dynamic routing: keep expected FLOPs near a target."""
+from mmengine.logging import MessageHub
+from torch import Tensor, nn
+
+from ...registry import register_model
+
+
+@register_model
+class BudgetLoss(nn.Module):
+    """``weight * ramp * (mean expected FLOPs fraction - target) ** 2``.
+
+    The fraction is relative to the PVTv2 route and averaged over the batch, so
+    images may spend more or less than the target as long as the batch meets it.
+    ``ramp`` rises linearly from 0 to 1 over the first ``warmup_iters`` training
+    iterations (read from mmengine's message hub, which the runner updates
+    before each iteration), so the gates first learn what helps the task.
+    """
+
+    def __init__(self, target: float = 0.6, weight: float = 2.0,
+                 warmup_iters: int = 0):
+        super().__init__()
+        if not 0 < target <= 1:
+            raise ValueError(f'budget target must be in (0, 1], got {target}')
+        if weight < 0 or warmup_iters < 0:
+            raise ValueError('budget weight and warmup_iters must be >= 0, got '
+                             f'{weight} and {warmup_iters}')
+        self.target = target
+        self.weight = weight
+        self.warmup_iters = warmup_iters
+
+    def ramp(self) -> float:
+        if self.warmup_iters == 0:
+            return 1.0
+        hub = MessageHub.get_current_instance()
+        return min(1.0, hub.get_info('iter', 0) / self.warmup_iters)
+
+    def forward(self, expected_fraction: Tensor) -> Tensor:
+        gap = expected_fraction.mean() - self.target
+        return self.weight * self.ramp() * gap * gap
+
+    def extra_repr(self) -> str:
+        return (f'target={self.target}, weight={self.weight}, '
+                f'warmup_iters={self.warmup_iters}')

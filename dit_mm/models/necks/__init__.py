@@ -1,0 +1,3 @@
+from .routed_fpn import RoutedFPN
+
+__all__ = ['RoutedFPN']

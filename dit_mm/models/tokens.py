@@ -1,0 +1,91 @@
+"""Gather / scatter of selected tokens: the core every dynamic-token model shares.
+
+A dense token grid ``(B, N, C)`` plus a boolean keep mask ``(B, N)`` becomes a
+packed tensor ``(K, C)`` of the kept tokens of the whole batch, so per-token layers
+(norms, linears) run on kept tokens only. Attention, which needs the tokens of one
+image together, gets them padded to ``(B, K_max, C)``. Results go back into the
+dense grid; tokens that were not selected keep their value (identity), so every
+map stays dense for FPN / UperNet.
+"""
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+
+class TokenSelection(NamedTuple):
+    """Where the kept tokens of a batch are.
+
+    flat_index: ``(K,)`` positions in the batch flattened to ``B * N``.
+    batch_index: ``(K,)`` image of each kept token.
+    slot: ``(K,)`` position of each kept token among its image's kept tokens.
+    counts: ``(B,)`` kept tokens per image.
+    max_count: the largest of ``counts`` (a Python int: the padded length).
+    """
+    flat_index: Tensor
+    batch_index: Tensor
+    slot: Tensor
+    counts: Tensor
+    max_count: int
+
+
+def select_tokens(keep: Tensor) -> TokenSelection:
+    """The selection of the ``True`` entries of a ``(B, N)`` keep mask."""
+    if keep.dim() != 2 or keep.dtype != torch.bool:
+        raise ValueError(
+            f'keep must be a (B, N) bool mask, got {tuple(keep.shape)} '
+            f'{keep.dtype}')
+    num_tokens = keep.shape[1]
+    flat_index = keep.reshape(-1).nonzero().squeeze(1)
+    batch_index = torch.div(flat_index, num_tokens, rounding_mode='floor')
+    slot = (keep.cumsum(1) - 1).reshape(-1)[flat_index]
+    counts = keep.sum(1)
+    max_count = int(counts.max()) if counts.numel() else 0
+    return TokenSelection(flat_index, batch_index, slot, counts, max_count)
+
+
+def gather_tokens(x: Tensor, sel: TokenSelection) -> Tensor:
+    """The kept tokens of ``x`` ``(B, N, C)`` packed as ``(K, C)``."""
+    return x.reshape(-1, x.shape[-1]).index_select(0, sel.flat_index)
+
+
+def scatter_tokens(x: Tensor, values: Tensor, sel: TokenSelection) -> Tensor:
+    """``x`` with the kept tokens replaced by ``values`` ``(K, C')``.
+
+    ``x`` may be a ``(B, N, C')`` grid or ``None``-like zeros made by the caller;
+    the result is a new tensor (autograd-safe), ``x`` is left unchanged.
+    """
+    flat = x.reshape(-1, values.shape[-1])
+    return flat.index_copy(0, sel.flat_index, values).view_as(x)
+
+
+def add_to_tokens(x: Tensor, values: Tensor, sel: TokenSelection) -> Tensor:
+    """``x`` ``(B, N, C)`` with ``values`` ``(K, C)`` added to its kept tokens.
+
+    Out of place when autograd records (``x`` may be saved for backward), in
+    place under ``torch.no_grad``. The in-place form reads, adds and writes back
+    the kept rows (they are unique) rather than ``index_add_``, whose CPU kernel
+    stalls badly with several threads on a loaded machine.
+    """
+    flat = x.reshape(-1, x.shape[-1])
+    if torch.is_grad_enabled():
+        return flat.index_add(0, sel.flat_index, values).view_as(x)
+    rows = flat.index_select(0, sel.flat_index).add_(values)
+    return flat.index_copy_(0, sel.flat_index, rows).view_as(x)
+
+
+def pad_tokens(values: Tensor, sel: TokenSelection) -> Tensor:
+    """Packed ``(K, C)`` tokens as ``(B, K_max, C)``, zero-padded per image."""
+    batch = sel.counts.shape[0]
+    if batch == 1:
+        return values.unsqueeze(0)
+    padded = values.new_zeros(batch, sel.max_count, values.shape[-1])
+    padded[sel.batch_index, sel.slot] = values
+    return padded
+
+
+def unpad_tokens(padded: Tensor, sel: TokenSelection) -> Tensor:
+    """The inverse of :func:`pad_tokens`."""
+    if padded.shape[0] == 1:
+        return padded[0]
+    return padded[sel.batch_index, sel.slot]
