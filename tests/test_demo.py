@@ -43,3 +43,19 @@ def test_demo_learns_and_a_second_run_only_evaluates(tmp_path):
     assert 'Iter(train)' not in again
     assert metric(again, 'coco/bbox_mAP') == bbox
     assert check_routing_picture(again, tmp_path) == picture
+
+
+def test_demo_keeps_a_work_dir_of_another_model(tmp_path):
+    """A work dir with checkpoints of another config (an older demo) is neither
+    resumed nor evaluated with this config, and is left as it was."""
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_300.pth'))
+    (tmp_path / 'iter_300.pth').write_bytes(b'weights of another model')
+    (tmp_path / 'maskrcnn_r18_toy_coco.py').write_text('# another config\n')
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    env = dict(os.environ, WORK_DIR=str(tmp_path))
+    proc = subprocess.run(['bash', 'tools/demo.sh'], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=600)
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    assert 'holds a run of another config' in proc.stdout
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

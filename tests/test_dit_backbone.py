@@ -222,12 +222,13 @@ def test_params_match_mmdet_pvtv2_and_paper(arch):
     total = sum(p.numel() for p in model.parameters())
     assert gates == sum(d * (2 * c + 2) for d, c in zip(
         setting['depths'], setting['embed_dims']))
-    pvt = MODELS.build(
-        dict(
-            type='PyramidVisionTransformerV2',
-            embed_dims=setting['embed_dims'][0],
-            num_layers=setting['depths'],
-            mlp_ratios=setting['mlp_ratios']))
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        pvt = MODELS.build(
+            dict(
+                type='PyramidVisionTransformerV2',
+                embed_dims=setting['embed_dims'][0],
+                num_layers=setting['depths'],
+                mlp_ratios=setting['mlp_ratios']))
     assert total - gates == sum(p.numel() for p in pvt.parameters())
     width = setting['embed_dims'][-1]
     with_head = (total - gates + width * 1000 + 1000) / 1e6

@@ -5,6 +5,7 @@ from collections import OrderedDict
 
 import pytest
 import torch
+from mmengine.registry import DefaultScope
 from mmengine.config import ConfigDict
 from mmdet.models.backbones.pvt import PyramidVisionTransformerV2
 from mmdet.registry import MODELS
@@ -19,14 +20,15 @@ from dit_mm.models.backbones.pvt_weights import (detect_layout,
 
 def _mmdet_pvt(arch, **kwargs):
     setting = ARCHS[arch]
-    return MODELS.build(
-        dict(
-            type='PyramidVisionTransformerV2',
-            embed_dims=setting['embed_dims'][0],
-            num_layers=setting['depths'],
-            mlp_ratios=setting['mlp_ratios'],
-            drop_path_rate=0.,
-            **kwargs))
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return MODELS.build(
+            dict(
+                type='PyramidVisionTransformerV2',
+                embed_dims=setting['embed_dims'][0],
+                num_layers=setting['depths'],
+                mlp_ratios=setting['mlp_ratios'],
+                drop_path_rate=0.,
+                **kwargs))
 
 
 def _randomize(model, seed):

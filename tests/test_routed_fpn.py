@@ -1,6 +1,7 @@
 """RoutedFPN is mmdet's FPN on the PVTv2 route, and fuses by density off it."""
 import pytest
 import torch
+from mmengine.registry import DefaultScope
 from mmdet.models.necks import FPN
 
 import dit_mm  # noqa: F401  (registers RoutedFPN)
@@ -152,7 +153,8 @@ def test_wrong_number_of_maps(backbone, image):
 
 def test_registered_in_mmdet():
     from mmdet.registry import MODELS
-    neck = MODELS.build(
-        dict(type='RoutedFPN', in_channels=IN_CHANNELS, out_channels=8,
-             num_outs=5))
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        neck = MODELS.build(
+            dict(type='RoutedFPN', in_channels=IN_CHANNELS, out_channels=8,
+                 num_outs=5))
     assert isinstance(neck, RoutedFPN) and isinstance(neck, FPN)

@@ -60,8 +60,9 @@ def test_toy_config_trains_and_tests(name, toy_data, tmp_path):
                    *short_run(iters, iters))
     assert 0.0 <= metric(out, key) <= 100.0
     assert sorted(logged_losses(tmp_path)) == list(range(1, iters + 1))
-    for key in ('loss_budget', 'flops_ratio'):
-        assert sorted(logged_losses(tmp_path, key)) == list(range(1, iters + 1))
+    for logged in ('loss_budget', 'flops_ratio'):
+        assert sorted(logged_losses(tmp_path, logged)) == list(
+            range(1, iters + 1))
     checkpoint = tmp_path / f'iter_{iters}.pth'
     preds, vis = tmp_path / 'preds.pkl', tmp_path / 'vis'
     out = run_tool('tools/test.py', config, checkpoint, '--work-dir',

@@ -236,7 +236,7 @@ def test_tool_refuses_a_bad_budget(bad, capsys):
     with pytest.raises(SystemExit):
         load_tool().parse_args(['c.py', 'k.pth', 'i.jpg', '--out', 'o.png',
                                 '--budget', bad])
-    assert "budget must be 'none' or a number in (0, 1]" in \
+    assert "a budget is 'none' or a number in (0, 1]" in \
         capsys.readouterr().err
 
 

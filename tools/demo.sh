@@ -16,6 +16,14 @@ WORK_DIR=${WORK_DIR:-work_dirs/demo}
 "$PY" tools/make_toy_data.py --out data/toy --sets coco
 FINAL=$WORK_DIR/iter_$("$PY" -c "from mmengine import Config
 print(Config.fromfile('$CONFIG').train_cfg.max_iters)").pth
+if [[ -f $WORK_DIR/last_checkpoint && ! -f $WORK_DIR/$(basename "$CONFIG") ]]
+then
+  # mmengine dumps the config it trains into the work dir: none of this name
+  # means the checkpoints there are of another model (an older demo, say)
+  echo "[demo] $WORK_DIR holds a run of another config, not of" \
+       "$CONFIG; keeping it as it is. Set WORK_DIR=another/dir or move it." >&2
+  exit 1
+fi
 if [[ -f $FINAL ]]; then
   echo "[demo] $FINAL exists: training is done, evaluating it again"
 else  # --resume picks up an interrupted demo run where it stopped

@@ -196,3 +196,33 @@ def add_result_dump(runner, out_file: str) -> None:
     else:
         from mmengine.evaluator import DumpResults as Dump
     runner.test_evaluator.metrics.append(Dump(out_file_path=out_file))
+
+
+def budget_type(allow_none: bool = False, allow_one: bool = True):
+    """An argparse type for a ``set_budget`` value: a fraction in (0, 1] (or
+    (0, 1) without ``allow_one``), and ``'none'`` (learned decisions) with
+    ``allow_none``."""
+
+    def parse(text: str):
+        if allow_none and text.lower() == 'none':
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            value = float('nan')
+        if not (0 < value <= 1 if allow_one else 0 < value < 1):
+            top = '1]' if allow_one else '1)'
+            none = "'none' or " if allow_none else ''
+            raise argparse.ArgumentTypeError(
+                f'a budget is {none}a number in (0, {top}, got {text!r}')
+        return value
+
+    return parse
+
+
+def positive_int(text: str) -> int:
+    """An argparse type for a count of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {text}')
+    return value

@@ -30,9 +30,10 @@ from pathlib import Path
 
 import torch
 
-from bench_common import (budget_type, build_pair, environment, fmt,
+from dit_mm.engine.cli import budget_type, positive_int
+from bench_common import (build_pair, environment, fmt,
                           interleaved_latency, load_average, markdown_table,
-                          max_route_difference, paired_ratio, positive_int)
+                          max_route_difference, paired_ratio)
 
 PVT = 'mmdet PVTv2'
 

@@ -33,10 +33,10 @@ from pathlib import Path
 
 import torch
 
-from bench_common import (budget_type, build_pair, environment, fmt,
+from dit_mm.engine.cli import budget_type, positive_int
+from bench_common import (build_pair, environment, fmt,
                           interleaved_latency, load_average, markdown_table,
-                          num_params, paired_ratio, positive_int,
-                          quiet_mmengine)
+                          num_params, paired_ratio, quiet_mmengine)
 from dit_mm.analysis.pvt_cost import route_flops
 from dit_mm.models.backbones.dit_archs import ARCHS, resolve_arch
 

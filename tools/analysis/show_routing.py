@@ -18,8 +18,7 @@ import cv2
 from mmengine.config import DictAction
 
 import dit_mm  # noqa: F401  (registers modules, safe checkpoint loading)
-from bench_common import budget_type
-from dit_mm.engine.cli import config_scope, load_config
+from dit_mm.engine.cli import budget_type, config_scope, load_config
 from dit_mm.visualization import (draw_keep_masks, draw_routing,
                                   stack_pictures)
 
