@@ -23,6 +23,24 @@ from dit_mm.models.backbones.dit_archs import resolve_arch
 from dit_mm.models.backbones.pvt_weights import load_pvt_weights
 
 
+def forward_calls(dit, pvt, x):
+    """``(pvt_call, dit_call)``: a no-grad forward of PVTv2 on ``x``, and a
+    factory of no-grad forwards of DiT at a given budget, for timing."""
+
+    def dit_call(budget):
+        def call():
+            dit.set_budget(budget)
+            with torch.no_grad():
+                dit(x)
+        return call
+
+    def pvt_call():
+        with torch.no_grad():
+            pvt(x)
+
+    return pvt_call, dit_call
+
+
 def quiet_mmengine() -> None:
     """Only errors from mmengine's logger (its 'no pre-trained weights' and
     'unsupported operator' warnings are expected here)."""

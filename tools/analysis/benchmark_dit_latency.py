@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from dit_mm.engine.cli import budget_type, positive_int
-from bench_common import (build_pair, environment, fmt,
+from bench_common import (build_pair, environment, fmt, forward_calls,
                           interleaved_latency, load_average, markdown_table,
                           max_route_difference, paired_ratio)
 
@@ -106,18 +106,7 @@ def main(argv=None):
     configs = [None] if args.learned else []
     configs = budgets + configs
     fns, flops = {}, {}
-
-    def dit_call(budget):
-        def call():
-            dit.set_budget(budget)
-            with torch.no_grad():
-                dit(x)
-        return call
-
-    def pvt_call():
-        with torch.no_grad():
-            pvt(x)
-
+    pvt_call, dit_call = forward_calls(dit, pvt, x)
     fns[PVT] = pvt_call
     for budget in configs:
         fns[config_name(budget)] = dit_call(budget)

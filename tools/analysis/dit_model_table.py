@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from dit_mm.engine.cli import budget_type, positive_int
-from bench_common import (build_pair, environment, fmt,
+from bench_common import (build_pair, environment, fmt, forward_calls,
                           interleaved_latency, load_average, markdown_table,
                           num_params, paired_ratio, quiet_mmengine)
 from dit_mm.analysis.pvt_cost import route_flops
@@ -97,19 +97,7 @@ def realized(dit, budget, size) -> tuple:
 
 
 def latency(dit, pvt, budget, size, repeats, warmup) -> dict:
-    x = torch.randn(1, 3, *size)
-
-    def dit_call(value):
-        def call():
-            dit.set_budget(value)
-            with torch.no_grad():
-                dit(x)
-        return call
-
-    def pvt_call():
-        with torch.no_grad():
-            pvt(x)
-
+    pvt_call, dit_call = forward_calls(dit, pvt, torch.randn(1, 3, *size))
     fns = {'pvt': pvt_call, 'dit_1.0': dit_call(1.0),
            f'dit_{budget}': dit_call(budget)}
     times = interleaved_latency(fns, repeats, warmup)
