@@ -28,11 +28,21 @@ class StageCost(NamedTuple):
     def num_tokens(self) -> int:
         return self.hw[0] * self.hw[1]
 
+    def fixed(self, gated: bool = False) -> float:
+        """What the stage costs whichever tokens are computed: the patch
+        embedding, the blocks' per-map parts and, when ``gated``, the gates."""
+        gates = self.num_tokens * self.gate if gated else 0
+        return self.embed + self.depth * (self.block_fixed + gates)
+
+    @property
+    def savable(self) -> float:
+        """The per-token part of all blocks, for every token: what skipping saves."""
+        return self.depth * self.num_tokens * self.block_token
+
     @property
     def route(self) -> float:
         """The stage's cost on the PVTv2 route (every token through every block)."""
-        return self.embed + self.depth * (
-            self.block_fixed + self.num_tokens * self.block_token)
+        return self.fixed() + self.savable
 
 
 def _conv_out(size: int, kernel: int, stride: int) -> int:

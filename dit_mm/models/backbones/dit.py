@@ -229,16 +229,14 @@ class DiT(BaseModule):
         costs = pvt_stage_costs(self.arch, x.shape[-2:], self.in_channels)
         route = sum(c.route for c in costs)
         mode = self._mode()
-        keep_ratio = self._keep_ratio(costs) if mode == 'fixed' else 1.0
+        keep_ratio = self._keep_ratio(costs, route) if mode == 'fixed' else 1.0
         learning = mode == 'learned' and self.training
         flops = x.new_zeros(batch, dtype=torch.float64)
         expected = x.new_zeros(batch) if learning else None
         outs, masks, density = [], [], []
         for i, (stage, cost) in enumerate(zip(self.stages, costs)):
             tokens, hw = stage.patch_embed(x)
-            fixed = cost.embed + cost.depth * cost.block_fixed
-            if mode != 'route':
-                fixed += cost.depth * cost.num_tokens * cost.gate
+            fixed = cost.fixed(gated=mode != 'route')
             flops += fixed
             if expected is not None:
                 expected = expected + fixed / route
@@ -271,12 +269,10 @@ class DiT(BaseModule):
             return 'learned'
         return 'route' if self.budget >= 1.0 else 'fixed'
 
-    def _keep_ratio(self, costs: List[StageCost]) -> float:
+    def _keep_ratio(self, costs: List[StageCost], route: float) -> float:
         """Fraction of tokens each block keeps so the total meets the budget."""
-        route = sum(c.route for c in costs)
-        fixed = sum(c.embed + c.depth * (c.block_fixed + c.num_tokens * c.gate)
-                    for c in costs)
-        savable = sum(c.depth * c.num_tokens * c.block_token for c in costs)
+        fixed = sum(c.fixed(gated=True) for c in costs)
+        savable = sum(c.savable for c in costs)
         return min(1.0, max(0.0, (self.budget * route - fixed) / savable))
 
     def _run_stage(self, stage: DiTStage, tokens: Tensor, hw, cost: StageCost,

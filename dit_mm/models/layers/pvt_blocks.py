@@ -147,12 +147,13 @@ class MixFFN(nn.Module):
         """
         hidden = self.fc1(x)
         shape = (batch, hw[0] * hw[1], hidden.shape[-1])
+        size = math.prod(shape)
         if scratch is not None and not torch.is_grad_enabled():
             grid = scratch.get('mlp_grid')
-            if grid is None or grid.numel() < math.prod(shape) or \
+            if grid is None or grid.numel() < size or \
                     grid.dtype != hidden.dtype or grid.device != hidden.device:
-                grid = scratch['mlp_grid'] = hidden.new_empty(math.prod(shape))
-            grid = grid[:math.prod(shape)].view(shape).zero_()
+                grid = scratch['mlp_grid'] = hidden.new_empty(size)
+            grid = grid[:size].view(shape).zero_()
             grid.view(-1, shape[-1]).index_copy_(0, sel.flat_index, hidden)
         else:
             grid = scatter_tokens(hidden.new_zeros(shape), hidden, sel)
