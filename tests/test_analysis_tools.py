@@ -83,3 +83,28 @@ def test_model_table(table_json):
     for key in ('pvt_ms', 'dit_1_ms', 'dit_budget_ms',
                 'dit_budget_over_dit_1'):
         assert latency[key] > 0
+
+
+def test_token_pass_latency_benchmark(tmp_path):
+    out = tmp_path / 'token_pass.json'
+    text = run_tool('tools/analysis/benchmark_token_pass_latency.py', '--arch',
+                    't', '--size', '128', '96', '--budgets', '1.0', '0.5',
+                    '--repeats', '1', '--warmup', '0', '--threads', '1',
+                    '--max-ratio', '1000', '--json', out)
+    data = json.loads(out.read_text())
+    assert 'TokenPassViT-T budget 0.5 / budget 1.0' in text
+    assert data['max_abs_diff_budget1_vs_vit'] < 1e-4
+    results = {r['name']: r for r in data['results']}
+    assert list(results) == ['mmseg ViT', 'token pass budget=1.0',
+                             'token pass budget=0.5']
+    assert results['token pass budget=1.0']['flops_fraction'] == 1.0
+    assert 0.45 < results['token pass budget=0.5']['flops_fraction'] <= 0.5
+    assert results['token pass budget=0.5']['keep_fraction'] < 1.0
+    params = data['params_m']
+    assert params['token_pass'] == pytest.approx(
+        params['vit'] + params['stop_heads'])
+    failing = run_tool('tools/analysis/benchmark_token_pass_latency.py',
+                       '--arch', 't', '--size', '64', '64', '--budgets',
+                       '0.5', '--repeats', '1', '--warmup', '0',
+                       '--max-ratio', '0.0', check=False)
+    assert 'FAIL: budget 0.5' in failing

@@ -47,7 +47,8 @@ def ade_at(root, num_test=2):
     ]
 
 
-@pytest.mark.parametrize('path', sorted(glob.glob(str(ROOT / 'configs/*.py'))))
+@pytest.mark.parametrize(
+    'path', sorted(glob.glob(str(ROOT / 'configs/*_dit_*.py'))))
 def test_every_dit_config_loads_with_dit_and_its_loss(path):
     cfg = Config.fromfile(path)
     assert cfg.custom_imports.imports == ['dit_mm']

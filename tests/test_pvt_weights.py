@@ -14,8 +14,8 @@ import dit_mm  # noqa: F401  (registers DiT)
 from dit_mm.models.backbones import ARCHS, DiT
 from dit_mm.models.backbones.pvt_weights import (detect_layout,
                                                  load_pvt_weights,
-                                                 to_dit_layout,
-                                                 unwrap_state_dict)
+                                                 to_dit_layout)
+from dit_mm.models.backbones.weights import unwrap_state_dict
 
 
 def _mmdet_pvt(arch, **kwargs):

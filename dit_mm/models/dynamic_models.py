@@ -3,8 +3,8 @@
 ``DynamicMaskRCNN``, ``DynamicRetinaNet`` (mmdet), ``DynamicEncoderDecoder``
 (mmseg) and ``DynamicImageClassifier`` (mmpretrain) are the stock models plus
 one step: after the task losses, they add what the backbone and the neck report
-through ``aux_losses()`` (DiT: ``loss_budget``, and ``flops_ratio`` for the
-log). With the stock model types a DiT backbone still trains, without its
+through ``aux_losses(data_samples)`` (DiT: ``loss_budget``, and ``flops_ratio``
+for the log; the token-pass ViT: its stop heads' ``loss_aux_*``). With the stock model types a DiT backbone still trains, without its
 budget.
 """
 from typing import Dict
@@ -18,16 +18,21 @@ from mmseg.registry import MODELS as MMSEG_MODELS
 
 
 class AuxLossMixin:
-    """Adds ``aux_losses()`` of the backbone and the neck to ``loss()``."""
+    """Adds ``aux_losses(data_samples)`` of the backbone and the neck to
+    ``loss()``."""
 
-    def loss(self, *args, **kwargs) -> Dict:
-        losses = super().loss(*args, **kwargs)
+    def loss(self, inputs, data_samples) -> Dict:
+        losses = super().loss(inputs, data_samples)
+        return self.add_aux_losses(losses, data_samples)
+
+    def add_aux_losses(self, losses: Dict, data_samples) -> Dict:
+        """``losses`` with the backbone's and the neck's own added."""
         for part in (getattr(self, 'backbone', None),
                      getattr(self, 'neck', None)):
             extra = getattr(part, 'aux_losses', None)
             if extra is None:
                 continue
-            for name, value in extra().items():
+            for name, value in extra(data_samples).items():
                 if name in losses:
                     raise KeyError(f'auxiliary loss {name!r} of '
                                    f'{type(part).__name__} clashes with a '

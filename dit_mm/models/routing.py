@@ -41,3 +41,34 @@ class RoutedFeatures(tuple):
         obj = super().__new__(cls, maps)
         obj.routing = routing
         return obj
+
+
+@dataclass
+class TokenPassInfo:
+    """Per-image statistics of one token-pass forward.
+
+    stop_layer: ``(B, H, W)`` the last layer each patch token went through
+        (the layer of the head that stopped it, or the last layer).
+    kept: ``(B, heads)`` patch tokens that went on after each stop head.
+    flops: ``(B,)`` FLOPs realized for each image (stop heads included).
+    full_flops: FLOPs of the plain ViT at this input size.
+    num_layers: layers of the ViT.
+    threshold: the confidence threshold used (``None`` under a fixed budget).
+    """
+    stop_layer: Tensor
+    kept: Tensor
+    flops: Tensor
+    full_flops: float
+    num_layers: int
+    threshold: Optional[float] = None
+
+    @property
+    def flops_fraction(self) -> Tensor:
+        """``(B,)`` realized FLOPs relative to the plain ViT."""
+        return self.flops / self.full_flops
+
+    @property
+    def keep_fraction(self) -> Tensor:
+        """``(B,)`` fraction of all (patch token, layer) pairs computed."""
+        depth = (self.stop_layer + 1).flatten(1).float().mean(1)
+        return depth / self.num_layers

@@ -8,10 +8,13 @@ tables. The scripts import it as ``bench_common`` (their folder is on
 ``sys.path`` when they run).
 """
 import gc
+import json
 import logging
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -23,22 +26,42 @@ from dit_mm.models.backbones.dit_archs import resolve_arch
 from dit_mm.models.backbones.pvt_weights import load_pvt_weights
 
 
-def forward_calls(dit, pvt, x):
-    """``(pvt_call, dit_call)``: a no-grad forward of PVTv2 on ``x``, and a
-    factory of no-grad forwards of DiT at a given budget, for timing."""
+def forward_calls(dynamic, static, x):
+    """``(static_call, dynamic_call)``: a no-grad forward of the static model
+    (PVTv2, ViT) on ``x``, and a factory of no-grad forwards of the dynamic one
+    at a given budget, for timing."""
 
-    def dit_call(budget):
+    def dynamic_call(budget):
         def call():
-            dit.set_budget(budget)
+            dynamic.set_budget(budget)
             with torch.no_grad():
-                dit(x)
+                dynamic(x)
         return call
 
-    def pvt_call():
+    def static_call():
         with torch.no_grad():
-            pvt(x)
+            static(x)
 
-    return pvt_call, dit_call
+    return static_call, dynamic_call
+
+
+def write_json(path: str, data: dict) -> None:
+    """``data`` as indented JSON at ``path`` (folders made as needed)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=2))
+    print(f'\nwrote {out}')
+
+
+def ratio_exit_code(key: Optional[dict], max_ratio: Optional[float]) -> int:
+    """1 (with a message) when the lowest budget's median latency ratio
+    ``key['median_ratio']`` exceeds ``max_ratio``; 0 otherwise."""
+    if key is None or max_ratio is None or key['median_ratio'] <= max_ratio:
+        return 0
+    print(f'FAIL: budget {key["budget"]:g} takes {key["median_ratio"]:.3f} of '
+          f'budget 1.0\'s time, more than --max-ratio {max_ratio}',
+          file=sys.stderr)
+    return 1
 
 
 def quiet_mmengine() -> None:

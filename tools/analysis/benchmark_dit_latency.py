@@ -23,17 +23,16 @@ every DiT budget; ``--max-ratio R`` exits with status 1 when the smallest
 budget's median latency exceeds R times that of budget 1.0.
 """
 import argparse
-import json
 import statistics
 import sys
-from pathlib import Path
 
 import torch
 
 from dit_mm.engine.cli import budget_type, positive_int
 from bench_common import (build_pair, environment, fmt, forward_calls,
                           interleaved_latency, load_average, markdown_table,
-                          max_route_difference, paired_ratio)
+                          max_route_difference, paired_ratio, ratio_exit_code,
+                          write_json)
 
 PVT = 'mmdet PVTv2'
 
@@ -180,19 +179,8 @@ def main(argv=None):
                    route_gflops=route_gflops, max_abs_diff_route_vs_pvt=diff,
                    environment=env, results=results, key_ratio=key,
                    profiles=profiles)
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out, indent=2))
-        print(f'\nwrote {path}')
-
-    if key is not None and args.max_ratio is not None and \
-            key['median_ratio'] > args.max_ratio:
-        print(f'FAIL: budget {lowest:g} takes {key["median_ratio"]:.3f} of '
-              f'budget 1.0\'s time, more than --max-ratio {args.max_ratio}',
-              file=sys.stderr)
-        return 1
-    return 0
-
+        write_json(args.json, out)
+    return ratio_exit_code(key, args.max_ratio)
 
 if __name__ == '__main__':
     sys.exit(main())

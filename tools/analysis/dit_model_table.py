@@ -171,8 +171,8 @@ def print_tables(rows, args) -> None:
         table.append(line + [fmt(r['route_gflops_800x1333'], 1)])
     print(markdown_table(headers, table))
 
-    print(f'\n## Realized FLOPs of a forward at 224x224 (fraction of the '
-          f'PVTv2 route, GFLOPs)\n')
+    print('\n## Realized FLOPs of a forward at 224x224 (fraction of the '
+          'PVTv2 route, GFLOPs)\n')
     headers = ['arch', 'budget 1.0 frac', f'budget {args.budget} frac',
                f'budget {args.budget} GFLOPs', 'learned (fresh gates) frac',
                'learned GFLOPs']

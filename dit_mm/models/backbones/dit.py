@@ -24,14 +24,11 @@ score highest, as many as bring the FLOPs to fraction ``r`` of the PVTv2 route.
 ``set_budget(None)`` returns to the learned decisions.
 """
 import math
-import os
-import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
-from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -43,29 +40,10 @@ from ..layers.pvt_blocks import tokens_to_map
 from ..losses import BudgetLoss
 from ..routing import RoutedFeatures, RoutingInfo
 from ..tokens import select_tokens
+from .checks import check_budget, check_images
 from .dit_archs import resolve_arch
-from .pvt_weights import load_pvt_weights, unwrap_state_dict
-
-
-def _pretrained_to_init_cfg(pretrained: Optional[str],
-                            init_cfg: Optional[dict]) -> Optional[dict]:
-    """``init_cfg`` with mmseg's ``pretrained`` argument folded in."""
-    if pretrained is None:
-        return init_cfg
-    if not isinstance(pretrained, str):
-        raise TypeError(f'pretrained must be a path or None, got {pretrained!r}')
-    if '://' in pretrained:
-        warnings.warn(f'DiT skips pretrained={pretrained!r}: a model-zoo or '
-                      'URL checkpoint (of another backbone, and nothing is '
-                      "downloaded here); use init_cfg=dict(type='Pretrained', "
-                      'checkpoint=LOCAL_FILE) for DiT / PVTv2 weights')
-        return init_cfg
-    if init_cfg is not None:
-        raise ValueError('DiT got both pretrained and init_cfg; give one')
-    if not os.path.isfile(pretrained):
-        raise FileNotFoundError(f'DiT pretrained checkpoint {pretrained} does '
-                                'not exist')
-    return dict(type='Pretrained', checkpoint=pretrained)
+from .pvt_weights import load_pvt_weights
+from .weights import pretrained_to_init_cfg, read_init_checkpoint
 
 
 class DiTStage(nn.Module):
@@ -149,7 +127,7 @@ class DiT(BaseModule):
                  with_cp: bool = False,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
-        init_cfg = _pretrained_to_init_cfg(pretrained, init_cfg)
+        init_cfg = pretrained_to_init_cfg('DiT', pretrained, init_cfg)
         super().__init__(init_cfg=init_cfg)
         self.arch = resolve_arch(arch)
         if not out_indices or any(i not in range(4) for i in out_indices):
@@ -204,16 +182,12 @@ class DiT(BaseModule):
         the PVTv2 route (at least the part no token can skip: patch embeddings,
         keys and values). ``None``: the learned decisions.
         """
-        if budget is not None:
-            budget = float(budget)
-            if not 0 < budget <= 1 or math.isnan(budget):
-                raise ValueError(f'budget must be in (0, 1] or None, got '
-                                 f'{budget}')
-        self.budget = budget
+        self.budget = check_budget(budget)
 
-    def aux_losses(self) -> Dict[str, Tensor]:
+    def aux_losses(self, data_samples=None) -> Dict[str, Tensor]:
         """``loss_budget`` (and the realized ``flops_ratio``, logged only) of
-        the last training forward; empty when there is nothing to add."""
+        the last training forward; empty when there is nothing to add. The
+        budget needs no labels: ``data_samples`` is not read."""
         info = self.routing
         if (not self.training or self.budget_loss is None or info is None
                 or info.expected_fraction is None):
@@ -224,7 +198,7 @@ class DiT(BaseModule):
 
     # ----------------------------------------------------------------- forward
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        self._check_input(x)
+        check_images(x, 'DiT', self.in_channels)
         batch = x.shape[0]
         costs = pvt_stage_costs(self.arch, x.shape[-2:], self.in_channels)
         route = sum(c.route for c in costs)
@@ -254,15 +228,6 @@ class DiT(BaseModule):
                 outs.append(x.contiguous())
         self.routing = RoutingInfo(masks, density, flops, route, expected)
         return RoutedFeatures(outs, self.routing)
-
-    def _check_input(self, x: Tensor) -> None:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'DiT expects (B, {self.in_channels}, H, W) '
-                             f'images, got shape {tuple(x.shape)}')
-        if x.shape[0] == 0:
-            raise ValueError('DiT got an empty batch (0 images)')
-        if not torch.isfinite(x).all():
-            raise ValueError('DiT input contains NaN or infinite values')
 
     def _mode(self) -> str:
         if self.budget is None:
@@ -371,15 +336,9 @@ class DiT(BaseModule):
         if self.init_cfg is None:
             self._init_from_scratch()
             return
-        logger = MMLogger.get_current_instance()
-        path = self.init_cfg.get('checkpoint')
-        if not path:
-            raise ValueError(f'init_cfg {self.init_cfg} names no checkpoint')
-        checkpoint = CheckpointLoader.load_checkpoint(
-            path, map_location='cpu', logger=logger)
-        state = unwrap_state_dict(checkpoint,
-                                  self.init_cfg.get('prefix', 'backbone.'))
-        logger.info(load_pvt_weights(self, state, str(path)))
+        state = read_init_checkpoint(self.init_cfg)
+        MMLogger.get_current_instance().info(load_pvt_weights(
+            self, state, str(self.init_cfg['checkpoint'])))
 
     def _init_from_scratch(self) -> None:
         for module in self.modules():

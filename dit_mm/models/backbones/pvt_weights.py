@@ -7,30 +7,10 @@ original PVTv2 release (``block1.0.attn.q.weight``). A whole-model checkpoint
 """
 import re
 from collections import OrderedDict
-from typing import Dict, Mapping
 
-import torch
 from torch import Tensor, nn
 
-StateDict = Dict[str, Tensor]
-
-
-def unwrap_state_dict(checkpoint: Mapping, prefix: str = 'backbone.'
-                      ) -> StateDict:
-    """The tensors of a checkpoint file's content, without a model prefix."""
-    if not isinstance(checkpoint, Mapping):
-        raise TypeError(f'checkpoint holds a {type(checkpoint).__name__}, '
-                        'not a state dict')
-    for key in ('state_dict', 'model'):
-        if key in checkpoint and isinstance(checkpoint[key], Mapping):
-            checkpoint = checkpoint[key]
-            break
-    state = OrderedDict((k[7:] if k.startswith('module.') else k, v)
-                        for k, v in checkpoint.items())
-    if prefix and any(k.startswith(prefix) for k in state):
-        state = OrderedDict((k[len(prefix):], v) for k, v in state.items()
-                            if k.startswith(prefix))
-    return state
+from .weights import StateDict, load_checked
 
 
 def detect_layout(state: StateDict) -> str:
@@ -120,31 +100,5 @@ def load_pvt_weights(module: nn.Module, state: StateDict, source: str) -> str:
     anything is copied, so a wrong checkpoint leaves the model as it was.
     """
     layout = detect_layout(state)
-    state = to_dit_layout(state)
-    own = module.state_dict()
-    unexpected = sorted(set(state) - set(own))
-    missing = sorted(k for k in set(own) - set(state) if '.gates.' not in k)
-    mismatched = [
-        f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-        for k, v in state.items() if k in own and v.shape != own[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f'missing keys {missing[:8]}'
-                        f'{" ..." if len(missing) > 8 else ""}')
-    if unexpected:
-        problems.append(f'unexpected keys {unexpected[:8]}'
-                        f'{" ..." if len(unexpected) > 8 else ""}')
-    if mismatched:
-        problems.append(f'shape mismatches {mismatched[:4]} (another arch?)')
-    if problems:
-        raise ValueError(f'{source} ({layout} layout) does not fit '
-                         f'{type(module).__name__}: ' + '; '.join(problems))
-    with torch.no_grad():
-        for key, value in state.items():
-            own[key].copy_(value)
-    gates = sum('.gates.' in k for k in own) - sum('.gates.' in k
-                                                   for k in state)
-    return (f'loaded {len(state)} tensors from {source} ({layout} layout)' +
-            (f'; {gates} routing-gate tensors keep their initial values'
-             if gates else ''))
+    return load_checked(module, to_dit_layout(state), source, layout,
+                        optional=lambda key: '.gates.' in key)

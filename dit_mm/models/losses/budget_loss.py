@@ -1,8 +1,8 @@
 """The budget loss of dynamic routing: keep expected FLOPs near a target."""
-from mmengine.logging import MessageHub
 from torch import Tensor, nn
 
 from ...registry import register_model
+from ..schedule import current_iter, linear_ramp
 
 
 @register_model
@@ -29,10 +29,7 @@ class BudgetLoss(nn.Module):
         self.warmup_iters = warmup_iters
 
     def ramp(self) -> float:
-        if self.warmup_iters == 0:
-            return 1.0
-        hub = MessageHub.get_current_instance()
-        return min(1.0, hub.get_info('iter', 0) / self.warmup_iters)
+        return linear_ramp(0.0, 1.0, 0, self.warmup_iters, current_iter())
 
     def forward(self, expected_fraction: Tensor) -> Tensor:
         gap = expected_fraction.mean() - self.target

@@ -1,0 +1,22 @@
+# Token-pass ViT-B/16 with SETR's naive head (one 1x1 conv, x4 upsampling).
+# mmseg's SETR auxiliary SETRUP heads are left out: the stop heads after
+# layers 2, 5, 8 already supervise the intermediate layers.
+_base_ = 'mmseg::_base_/models/setr_naive.py'
+model = dict(
+    type='TokenPassEncoderDecoder',
+    pretrained=None,
+    backbone=dict(
+        _delete_=True,
+        type='TokenPassViT',
+        arch='b',
+        img_size=(512, 512),
+        out_indices=(2, 5, 8, 11),
+        final_norm=False,
+        drop_path_rate=0.1,
+        norm_cfg=dict(type='LN', eps=1e-6, requires_grad=True),
+        interpolate_mode='bilinear',
+        num_classes=150,
+        stop_threshold=0.985,
+        threshold_schedule=dict(start=1.0, begin=0, end=80000)),
+    decode_head=dict(in_channels=768, num_classes=150),
+    auxiliary_head=None)

@@ -1,0 +1,19 @@
+# Token-pass ViT-B/16 with UperNet over mmseg's MultiLevelNeck (the
+# reconstructed dense maps of layers 2, 5, 8, 11 rescaled to strides 4-32).
+_base_ = 'mmseg::_base_/models/upernet_vit-b16_ln_mln.py'
+model = dict(
+    type='TokenPassEncoderDecoder',
+    pretrained=None,
+    backbone=dict(
+        _delete_=True,
+        type='TokenPassViT',
+        arch='b',
+        img_size=(512, 512),
+        out_indices=(2, 5, 8, 11),
+        drop_path_rate=0.1,
+        norm_cfg=dict(type='LN', eps=1e-6),
+        num_classes=150,
+        stop_threshold=0.985,
+        threshold_schedule=dict(start=1.0, begin=0, end=80000)),
+    decode_head=dict(num_classes=150),
+    auxiliary_head=dict(num_classes=150))

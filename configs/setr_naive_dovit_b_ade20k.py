@@ -1,0 +1,29 @@
+# Token-pass ViT-B/16 (DoViT) with SETR's naive head on ADE20K, 512x512 crops,
+# 160k iterations.
+# Trained from scratch unless pretrained ViT weights are given (nothing is
+# downloaded): --cfg-options model.backbone.init_cfg.type=Pretrained
+# model.backbone.init_cfg.checkpoint=PATH (mmseg or timm / DeiT layout).
+_base_ = [
+    './_base_/models/dovit_vit-b16_setr_naive.py',
+    'mmseg::_base_/datasets/ade20k.py',
+    'mmseg::_base_/default_runtime.py',
+    'mmseg::_base_/schedules/schedule_160k.py'
+]
+custom_imports = dict(imports=['dit_mm'], allow_failed_imports=False)
+
+crop_size = (512, 512)
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(
+        img_size=crop_size,
+        num_classes=150,
+        threshold_schedule=dict(start=1.0, begin=0, end=80000)),
+    decode_head=dict(num_classes=150),
+    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(480, 480)))
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='SGD', lr=0.001, momentum=0.9, weight_decay=0.0),
+    paramwise_cfg=dict(custom_keys={'head': dict(lr_mult=10.)}))
+train_dataloader = dict(batch_size=2)  # x 8 GPUs
+val_dataloader = dict(batch_size=1)
+test_dataloader = val_dataloader

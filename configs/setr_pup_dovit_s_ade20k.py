@@ -1,0 +1,5 @@
+# setr_pup_dovit_b_ade20k.py with the ViT-S/16 backbone.
+_base_ = './setr_pup_dovit_b_ade20k.py'
+model = dict(
+    backbone=dict(arch='s'),
+    decode_head=dict(in_channels=384))

@@ -1,0 +1,420 @@
+"""TokenPassViT: a ViT whose easy tokens stop early (DoViT, WACV 2024).
+
+Light stop heads (a norm and a linear classifier per token) sit after some
+layers (by default after layers 2, 5 and 8 of 12, spread the same way for
+other depths). A patch token whose top softmax confidence exceeds the
+threshold stops there: later layers run only on the tokens that are still
+going (packed per image, no mask multiplied in) and the stopped ones keep the
+value they had. Stopping is cumulative. During training the threshold follows
+a schedule from 1.0 (nothing stops) down to its configured value, read from
+the runner's iteration so that it survives ``--resume``. The class token never
+stops. The token reconstruction module puts the tokens back in place and gives
+every ``out_indices`` level as a dense map, so mmseg's decode heads and necks
+(Segmenter, SETR, UperNet with ``MultiLevelNeck``) take it unchanged.
+
+The weights are mmseg's ``VisionTransformer`` (this class extends it), so its
+state dicts load as they are; timm / DeiT checkpoints are converted.
+``set_budget(1.0)`` runs every token through every layer and equals mmseg's
+``VisionTransformer``. ``set_budget(r)`` stops, at each head, the most confident
+tokens, keeping the least confident ones, so many that at most fraction ``r``
+of the plain ViT's FLOPs is spent (the heads' own cost included).
+``set_budget(None)`` returns to the threshold.
+
+An image's tokens are computed on their own (attention never mixes images,
+nothing is padded), so its result does not depend on the rest of its batch.
+"""
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.logging import MMLogger
+from mmseg.models.backbones import VisionTransformer
+from mmseg.registry import MODELS as MMSEG_MODELS
+from torch import Tensor, nn
+
+from ...analysis.vit_cost import ViTCost, budget_keep_counts
+from ...registry import register_model
+from ..layers import StopHead, run_packed_layer
+from ..routing import TokenPassInfo
+from ..schedule import current_iter, linear_ramp
+from ..tokens import TokenSelection, gather_tokens, select_tokens
+from .checks import check_budget, check_images
+from .vit_archs import VIT_ARCH_KEYS, resolve_vit_arch
+from .vit_weights import (detect_vit_layout, resize_pos_embed,
+                          to_mmseg_vit_layout)
+from .weights import (StateDict, load_checked, pretrained_to_init_cfg,
+                      read_init_checkpoint)
+
+
+def default_head_layers(num_layers: int) -> List[int]:
+    """Layers followed by a stop head: 2, 5, 8 of 12, i.e. after each of the
+    first three quarters of the depth (5, 11, 17 of 24)."""
+    return [round((j + 1) * num_layers / 4) - 1 for j in range(3)]
+
+
+class _PassState:
+    """The tokens of one forward: ``frozen`` ``(B, N, C)`` holds every token as
+    it was when it stopped, ``tokens`` ``(T, C)`` the going ones packed
+    (``sel`` says where; ``None`` while none has stopped)."""
+
+    def __init__(self, x: Tensor, patches: int, num_layers: int):
+        batch, length, dims = x.shape
+        self.frozen = x
+        self.tokens = x.reshape(batch * length, dims)
+        self.sel: Optional[TokenSelection] = None
+        self.lengths = [length] * batch
+        self.keep = torch.ones(batch, length, dtype=torch.bool,
+                               device=x.device)
+        self.stop_layer = torch.full((batch, patches), num_layers - 1,
+                                     dtype=torch.long, device=x.device)
+        self.kept: List[Tensor] = []
+
+
+@register_model
+class TokenPassViT(VisionTransformer):
+    """A ViT (patch 16) with token pass.
+
+    Args:
+        arch: ``'s'``, ``'b'``, ``'l'`` (``'t'`` too) or a dict with
+            ``embed_dims``, ``num_layers``, ``num_heads`` (``mlp_ratio``).
+        img_size: the training size; fixes the position-embedding grid, which
+            is resized for other inputs.
+        out_indices: layers whose output is returned (dense, NCHW).
+        num_classes: classes of the stop heads (those of the decode head).
+        head_layers: layers followed by a stop head (default: 2, 5, 8 of 12).
+        stop_threshold: confidence above which a token stops.
+        threshold_schedule: ``dict(start=1.0, begin=0, end=N)``: in training
+            the threshold goes linearly from ``start`` at iteration ``begin``
+            to ``stop_threshold`` at ``end``. ``None``: always the threshold.
+        aux_loss: loss of the stop heads against the labels (mmseg loss
+            config); one ``loss_aux_l{layer}`` per head. The labels of tokens
+            stopped before a head are ignored by it.
+        budget: see :meth:`set_budget`.
+        reconstruction: config of the registered token reconstruction module.
+        pretrained: a local checkpoint, like ``init_cfg``; a model-zoo name or
+            URL is skipped with a warning (nothing is downloaded).
+        **kwargs: mmseg ``VisionTransformer`` arguments (``drop_path_rate``,
+            ``final_norm``, ``with_cp``, ``norm_eval``, ``interpolate_mode``...).
+            ``embed_dims``, ``num_layers``, ``num_heads`` and ``mlp_ratio``
+            override ``arch``, so a stock mmseg ViT config needs only its
+            backbone ``type`` changed.
+    """
+
+    def __init__(self,
+                 arch='b',
+                 img_size=512,
+                 patch_size: int = 16,
+                 in_channels: int = 3,
+                 out_indices=-1,
+                 num_classes: int = 150,
+                 head_layers: Optional[Sequence[int]] = None,
+                 stop_threshold: float = 0.985,
+                 threshold_schedule: Optional[dict] = None,
+                 aux_loss: Optional[dict] = dict(
+                     type='CrossEntropyLoss', loss_weight=0.4,
+                     avg_non_ignore=True),
+                 ignore_index: int = 255,
+                 budget: Optional[float] = None,
+                 reconstruction: dict = dict(type='TokenReconstruction'),
+                 norm_cfg: dict = dict(type='LN', eps=1e-6),
+                 patch_bias: bool = True,
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[dict] = None,
+                 **kwargs):
+        for unsupported in ('output_cls_token', 'out_origin'):
+            if kwargs.pop(unsupported, False):
+                raise ValueError(f'TokenPassViT does not support '
+                                 f'{unsupported}=True')
+        # a stock mmseg ViT config names the widths itself: they override arch
+        overrides = {k: kwargs.pop(k) for k in VIT_ARCH_KEYS if k in kwargs}
+        setting = resolve_vit_arch(arch)
+        if overrides:
+            setting = resolve_vit_arch(dict(setting, **overrides))
+        num_layers = setting['num_layers']
+        if isinstance(out_indices, int):
+            out_indices = [num_layers - 1 if out_indices == -1 else out_indices]
+        out_indices = list(out_indices)
+        if not out_indices or any(i not in range(num_layers)
+                                  for i in out_indices):
+            raise ValueError(f'out_indices {out_indices} out of range for a '
+                             f'{num_layers}-layer ViT (0 ... {num_layers - 1})')
+        head_layers = sorted(default_head_layers(num_layers)
+                             if head_layers is None else head_layers)
+        if (len(set(head_layers)) != len(head_layers) or
+                any(i not in range(num_layers - 1) for i in head_layers)):
+            raise ValueError(f'head_layers {head_layers} must be distinct '
+                             f'layers in 0 ... {num_layers - 2}')
+        if not 0 < stop_threshold <= 1:
+            raise ValueError(f'stop_threshold must be in (0, 1], got '
+                             f'{stop_threshold}')
+        init_cfg = pretrained_to_init_cfg('TokenPassViT', pretrained, init_cfg)
+        super().__init__(
+            img_size=img_size,
+            patch_size=patch_size,
+            in_channels=in_channels,
+            embed_dims=setting['embed_dims'],
+            num_layers=num_layers,
+            num_heads=setting['num_heads'],
+            mlp_ratio=setting['mlp_ratio'],
+            out_indices=out_indices,
+            norm_cfg=norm_cfg,
+            patch_bias=patch_bias,
+            init_cfg=init_cfg,
+            **kwargs)
+        dims = setting['embed_dims']
+        self.in_channels = in_channels
+        self.head_layers = head_layers
+        self.stop_threshold = stop_threshold
+        self.threshold_schedule = self._check_schedule(threshold_schedule)
+        self.ignore_index = ignore_index
+        self.stop_heads = nn.ModuleList(
+            StopHead(dims, num_classes, norm_cfg.get('eps', 1e-5))
+            for _ in head_layers)
+        self.aux_loss = None if aux_loss is None else MMSEG_MODELS.build(
+            aux_loss)
+        cls_tokens = 1 if self.with_cls_token else 0
+        self.reconstruct = MMSEG_MODELS.build(
+            dict(reconstruction, cls_tokens=cls_tokens))
+        self.cost = ViTCost(dims, setting['mlp_ratio'] * dims, num_layers,
+                            patch_size, in_channels, num_classes, cls_tokens)
+        self.out_channels = [dims] * len(out_indices)
+        self.budget = check_budget(budget)
+        self.routing: Optional[TokenPassInfo] = None
+        self._aux_outputs: List[Tuple[int, Tensor, Tensor]] = []
+
+    @staticmethod
+    def _check_schedule(schedule: Optional[dict]) -> Optional[dict]:
+        if schedule is None:
+            return None
+        unknown = set(schedule) - {'start', 'begin', 'end'}
+        if unknown or 'end' not in schedule:
+            raise KeyError(f'threshold_schedule takes start, begin and end '
+                           f'(end required), got {sorted(schedule)}')
+        return dict(dict(start=1.0, begin=0), **schedule)
+
+    def train(self, mode: bool = True) -> 'TokenPassViT':
+        """mmseg's ``train`` (``norm_eval``), returning the module as torch's
+        does (mmseg's returns ``None``, which breaks ``model.eval()`` chains)."""
+        super().train(mode)
+        return self
+
+    # ------------------------------------------------------------------ budget
+    def set_budget(self, budget: Optional[float]) -> None:
+        """Fix the compute budget at run time (no retraining).
+
+        ``1.0``: every token through every layer (the plain ViT; the heads do
+        not run). ``r`` in (0, 1): each head stops its most confident tokens,
+        keeping ``floor(q^j * N)`` after the j-th head with the largest ``q``
+        that spends at most ``r`` of the plain ViT's FLOPs. ``None``: stop by
+        the confidence threshold.
+        """
+        self.budget = check_budget(budget)
+
+    @contextmanager
+    def budget_scope(self, budget: Optional[float]) -> Iterator[None]:
+        """``set_budget(budget)`` for the ``with`` block only."""
+        old = self.budget
+        self.set_budget(budget)
+        try:
+            yield
+        finally:
+            self.budget = old
+
+    def threshold(self) -> float:
+        """The stop threshold now: scheduled in training, final otherwise."""
+        schedule = self.threshold_schedule
+        if not self.training or schedule is None:
+            return self.stop_threshold
+        return linear_ramp(schedule['start'], self.stop_threshold,
+                           schedule['begin'], schedule['end'], current_iter())
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+        check_images(inputs, 'TokenPassViT', self.in_channels)
+        batch = inputs.shape[0]
+        x, hw = self.patch_embed(inputs)
+        patches = hw[0] * hw[1]
+        x = torch.cat((self.cls_token.expand(batch, -1, -1), x), dim=1)
+        x = self._pos_embeding(x, hw, self.pos_embed)
+        if not self.with_cls_token:
+            x = x[:, 1:]
+        if self.pre_norm:
+            x = self.pre_ln(x)
+        threshold, counts = self._plan(patches)
+        stopping = threshold is not None or counts is not None
+        state = _PassState(x, patches, len(self.layers))
+        self._aux_outputs = []
+        outs = []
+        for i, layer in enumerate(self.layers):
+            state.tokens = self._run_layer(layer, state.tokens, state.lengths)
+            if stopping and i in self.head_layers:
+                j = self.head_layers.index(i)
+                self._stop_tokens(state, i, j, hw, threshold,
+                                  None if counts is None else counts[j])
+            if i in self.out_indices:
+                last = i == len(self.layers) - 1
+                norm = self.norm1 if last and self.final_norm else None
+                outs.append(self.reconstruct(state.frozen, state.tokens,
+                                             state.sel, hw, norm))
+        self.routing = self._info(state, hw, threshold)
+        return tuple(outs)
+
+    def _plan(self, patches: int) -> Tuple[Optional[float], Optional[list]]:
+        """``(threshold, None)``, ``(None, keep counts)`` or ``(None, None)``
+        (no stopping: the plain ViT)."""
+        if self.budget is None:
+            return self.threshold(), None
+        if self.budget >= 1.0:
+            return None, None
+        return None, budget_keep_counts(self.cost, patches, self.head_layers,
+                                        self.budget)
+
+    def _run_layer(self, layer: nn.Module, tokens: Tensor,
+                   lengths: List[int]) -> Tensor:
+        if self.with_cp and self.training and tokens.requires_grad:
+            return cp.checkpoint(run_packed_layer, layer, tokens, lengths,
+                                 use_reentrant=False)
+        return run_packed_layer(layer, tokens, lengths)
+
+    def _stop_tokens(self, state: _PassState, layer: int, j: int,
+                     hw: Tuple[int, int], threshold: Optional[float],
+                     count: Optional[int]) -> None:
+        """Run head ``j`` on the going tokens and stop those it settles."""
+        batch, length, _ = state.frozen.shape
+        offset = length - state.stop_layer.shape[1]  # class tokens
+        logits = self.stop_heads[j](state.tokens)
+        if self.training and self.aux_loss is not None:
+            self._aux_outputs.append(
+                (layer, self._logit_map(logits, state, hw),
+                 state.keep[:, offset:].reshape(batch, *hw)))
+        with torch.no_grad():
+            confidence = logits.detach().float().softmax(-1).amax(-1)
+            score = confidence.new_full((batch * length, ), float('inf'))
+            score[self._flat_index(state)] = confidence
+            score = score.view(batch, length)[:, offset:]
+            if count is None:
+                going = state.keep[:, offset:] & ~(score > threshold)
+            else:
+                going = torch.zeros_like(score, dtype=torch.bool)
+                lowest = score.topk(count, dim=1, largest=False).indices
+                going.scatter_(1, lowest, True)
+            keep = torch.cat([state.keep[:, :offset], going], dim=1)
+            stopped = state.keep[:, offset:] & ~going
+            state.stop_layer[stopped] = layer
+            state.kept.append(going.sum(1))
+        if torch.equal(keep, state.keep):
+            return
+        dense = self.reconstruct.sequence(state.frozen, state.tokens,
+                                          state.sel)
+        sel = select_tokens(keep)
+        state.frozen = dense
+        state.tokens = gather_tokens(dense, sel)
+        state.sel, state.keep = sel, keep
+        state.lengths = sel.counts.tolist()
+
+    @staticmethod
+    def _flat_index(state: _PassState) -> Tensor:
+        if state.sel is not None:
+            return state.sel.flat_index
+        return torch.arange(state.tokens.shape[0], device=state.tokens.device)
+
+    def _logit_map(self, logits: Tensor, state: _PassState,
+                   hw: Tuple[int, int]) -> Tensor:
+        """Head logits of the going tokens as a ``(B, K, H, W)`` map (zeros
+        where tokens had stopped before this head)."""
+        batch, length, _ = state.frozen.shape
+        flat = logits.new_zeros(batch * length, logits.shape[-1])
+        flat = flat.index_copy(0, self._flat_index(state), logits)
+        offset = length - state.stop_layer.shape[1]
+        return flat.view(batch, length, -1)[:, offset:].transpose(
+            1, 2).reshape(batch, -1, *hw)
+
+    def _info(self, state: _PassState, hw: Tuple[int, int],
+              threshold: Optional[float]) -> TokenPassInfo:
+        batch, patches = state.stop_layer.shape
+        full = self.cost.full(patches)
+        if state.kept:
+            kept = torch.stack(state.kept, dim=1)
+            flops = [self.cost.token_pass(patches, self.head_layers, row)
+                     for row in kept.tolist()]
+        else:
+            kept = state.stop_layer.new_full((batch, 0), patches)
+            flops = [full] * batch
+        return TokenPassInfo(
+            stop_layer=state.stop_layer.view(batch, *hw),
+            kept=kept,
+            flops=torch.tensor(flops, dtype=torch.float64),
+            full_flops=full,
+            num_layers=len(self.layers),
+            threshold=threshold)
+
+    # ------------------------------------------------------------------ losses
+    def aux_losses(self, data_samples=None) -> Dict[str, Tensor]:
+        """The stop heads' ``loss_aux_l{layer}`` against the labels of the
+        last training forward, and (logged only) ``keep_fraction``,
+        ``flops_ratio`` and ``stop_threshold``."""
+        info = self.routing
+        if not self.training or info is None:
+            return {}
+        losses: Dict[str, Tensor] = {}
+        if self._aux_outputs:
+            labels = self._labels(data_samples)
+            for layer, logits, going in self._aux_outputs:
+                losses[f'loss_aux_l{layer}'] = self._head_loss(
+                    logits, going, labels)
+        losses['keep_fraction'] = info.keep_fraction.mean().float()
+        losses['flops_ratio'] = info.flops_fraction.mean().float()
+        if info.threshold is not None:
+            losses['stop_threshold'] = torch.tensor(float(info.threshold))
+        return losses
+
+    def _labels(self, data_samples) -> Tensor:
+        if not data_samples or not all(
+                hasattr(s, 'gt_sem_seg') for s in data_samples):
+            raise ValueError('TokenPassViT trains its stop heads on semantic '
+                             'labels: every data sample needs gt_sem_seg')
+        return torch.stack([s.gt_sem_seg.data[0] for s in data_samples]).long()
+
+    def _head_loss(self, logits: Tensor, going: Tensor,
+                   labels: Tensor) -> Tensor:
+        size = labels.shape[-2:]
+        logits = F.interpolate(logits, size=size, mode='bilinear',
+                               align_corners=False)
+        going = F.interpolate(going[:, None].float(), size=size,
+                              mode='nearest')[:, 0].bool()
+        labels = labels.to(logits.device).masked_fill(~going,
+                                                      self.ignore_index)
+        return self.aux_loss(logits, labels, ignore_index=self.ignore_index)
+
+    # ----------------------------------------------------------------- weights
+    def init_weights(self) -> None:
+        """mmseg ViT's initialisation, or weights from ``init_cfg``'s
+        checkpoint (mmseg or timm / DeiT layout; stop heads keep theirs)."""
+        if not (isinstance(self.init_cfg, dict)
+                and self.init_cfg.get('type') == 'Pretrained'):
+            super().init_weights()
+            return
+        state = read_init_checkpoint(self.init_cfg)
+        MMLogger.get_current_instance().info(
+            self.load_vit_weights(state, str(self.init_cfg['checkpoint'])))
+
+    def load_vit_weights(self, state: StateDict, source: str) -> str:
+        """Load a ViT state dict (mmseg or timm / DeiT layout) strictly; the
+        stop heads may be missing, the position embedding is resized to this
+        model's grid. Wrong keys or shapes are named and nothing is copied."""
+        layout = detect_vit_layout(state)
+        state = to_mmseg_vit_layout(state)
+        if not self.final_norm:
+            state = {k: v for k, v in state.items() if not k.startswith('ln1.')}
+        pos_embed = state.get('pos_embed')
+        if (pos_embed is not None and pos_embed.dim() == 3
+                and pos_embed.shape[-1] == self.pos_embed.shape[-1]
+                and pos_embed.shape != self.pos_embed.shape):
+            grid = (self.img_size[0] // self.patch_size,
+                    self.img_size[1] // self.patch_size)
+            state['pos_embed'] = resize_pos_embed(pos_embed, grid, 1,
+                                                  self.interpolate_mode)
+        return load_checked(self, state, source, layout,
+                            optional=lambda key: key.startswith('stop_heads.'))

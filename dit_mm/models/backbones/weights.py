@@ -1,0 +1,115 @@
+"""Checked loading of backbone weights, shared by every backbone of dit_mm.
+
+A checkpoint file may hold a bare state dict, an mmengine checkpoint
+(``state_dict``), a timm / DeiT one (``model``), or a whole detector / segmentor
+(``backbone.`` keys). Loading is strict: keys that do not fit are named and
+nothing is copied, so a wrong checkpoint leaves the model as it was.
+"""
+import os
+import warnings
+from collections import OrderedDict
+from typing import Callable, Dict, Mapping, Optional
+
+import torch
+from mmengine.logging import MMLogger
+from mmengine.runner.checkpoint import CheckpointLoader
+from torch import Tensor, nn
+
+StateDict = Dict[str, Tensor]
+
+
+def unwrap_state_dict(checkpoint: Mapping, prefix: str = 'backbone.'
+                      ) -> StateDict:
+    """The tensors of a checkpoint file's content, without a model prefix."""
+    if not isinstance(checkpoint, Mapping):
+        raise TypeError(f'checkpoint holds a {type(checkpoint).__name__}, '
+                        'not a state dict')
+    for key in ('state_dict', 'model'):
+        if key in checkpoint and isinstance(checkpoint[key], Mapping):
+            checkpoint = checkpoint[key]
+            break
+    state = OrderedDict((k[7:] if k.startswith('module.') else k, v)
+                        for k, v in checkpoint.items())
+    if prefix and any(k.startswith(prefix) for k in state):
+        state = OrderedDict((k[len(prefix):], v) for k, v in state.items()
+                            if k.startswith(prefix))
+    return state
+
+
+def pretrained_to_init_cfg(owner: str, pretrained: Optional[str],
+                           init_cfg: Optional[dict]) -> Optional[dict]:
+    """``init_cfg`` with mmseg's ``pretrained`` argument folded in.
+
+    mmseg's ``EncoderDecoder`` hands its ``pretrained`` to the backbone. A local
+    file is loaded like ``init_cfg``; a model-zoo name or URL (a stock config's
+    weights of another backbone) is skipped with a warning: nothing is
+    downloaded here.
+    """
+    if pretrained is None:
+        return init_cfg
+    if not isinstance(pretrained, str):
+        raise TypeError(f'pretrained must be a path or None, got {pretrained!r}')
+    if '://' in pretrained:
+        warnings.warn(f'{owner} skips pretrained={pretrained!r}: a model-zoo '
+                      'or URL checkpoint (of another backbone, and nothing is '
+                      "downloaded here); use init_cfg=dict(type='Pretrained', "
+                      f'checkpoint=LOCAL_FILE) for {owner} weights')
+        return init_cfg
+    if init_cfg is not None:
+        raise ValueError(f'{owner} got both pretrained and init_cfg; give one')
+    if not os.path.isfile(pretrained):
+        raise FileNotFoundError(f'{owner} pretrained checkpoint {pretrained} '
+                                'does not exist')
+    return dict(type='Pretrained', checkpoint=pretrained)
+
+
+def read_init_checkpoint(init_cfg: dict) -> StateDict:
+    """The backbone tensors of ``init_cfg``'s checkpoint (``prefix``
+    ``'backbone.'`` unless the config names another)."""
+    path = init_cfg.get('checkpoint')
+    if not path:
+        raise ValueError(f'init_cfg {init_cfg} names no checkpoint')
+    checkpoint = CheckpointLoader.load_checkpoint(
+        path, map_location='cpu', logger=MMLogger.get_current_instance())
+    return unwrap_state_dict(checkpoint, init_cfg.get('prefix', 'backbone.'))
+
+
+def _listed(keys, limit: int = 8) -> str:
+    return f'{keys[:limit]}{" ..." if len(keys) > limit else ""}'
+
+
+def load_checked(module: nn.Module, state: StateDict, source: str,
+                 layout: str,
+                 optional: Callable[[str], bool] = lambda key: False) -> str:
+    """Copy ``state`` (already in ``module``'s key layout) into ``module``.
+
+    Every key of the module must be in ``state`` except those ``optional``
+    accepts (parts a plain checkpoint cannot have: gates, heads); every key of
+    ``state`` must be in the module, with its shape. Otherwise a ``ValueError``
+    names the keys before anything is copied. Returns a one-line report.
+    """
+    own = module.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    missing = sorted(k for k in set(own) - set(state) if not optional(k))
+    mismatched = [
+        f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
+        for k, v in state.items() if k in own and v.shape != own[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f'missing keys {_listed(missing)}')
+    if unexpected:
+        problems.append(f'unexpected keys {_listed(unexpected)}')
+    if mismatched:
+        problems.append(f'shape mismatches {_listed(mismatched, 4)} '
+                        '(another arch?)')
+    if problems:
+        raise ValueError(f'{source} ({layout} layout) does not fit '
+                         f'{type(module).__name__}: ' + '; '.join(problems))
+    with torch.no_grad():
+        for key, value in state.items():
+            own[key].copy_(value)
+    kept = len(set(own) - set(state))
+    return (f'loaded {len(state)} tensors from {source} ({layout} layout)' +
+            (f'; {kept} tensors a plain checkpoint has not (gates, heads) keep '
+             'their initial values' if kept else ''))
