@@ -202,7 +202,7 @@ def test_aux_loss_name_clash_raises():
     class ClashingNeck(GlobalAveragePooling):
         """A neck whose auxiliary loss reuses the head's loss name."""
 
-        def aux_losses(self):
+        def aux_losses(self, data_samples=None):
             return dict(loss=torch.tensor(0.))
 
     torch.manual_seed(0)
