@@ -85,26 +85,29 @@ def test_model_table(table_json):
         assert latency[key] > 0
 
 
-def test_token_pass_latency_benchmark(tmp_path):
-    out = tmp_path / 'token_pass.json'
-    text = run_tool('tools/analysis/benchmark_token_pass_latency.py', '--arch',
-                    't', '--size', '128', '96', '--budgets', '1.0', '0.5',
-                    '--repeats', '1', '--warmup', '0', '--threads', '1',
-                    '--max-ratio', '1000', '--json', out)
+@pytest.mark.parametrize('method,title', [('token-pass', 'TokenPassViT'),
+                                          ('mixed-scale', 'MixedScaleViT')])
+def test_vit_latency_benchmark(method, title, tmp_path):
+    out = tmp_path / 'vit.json'
+    text = run_tool('tools/analysis/benchmark_vit_latency.py', '--method',
+                    method, '--arch', 't', '--size', '128', '96', '--budgets',
+                    '1.0', '0.5', '--repeats', '1', '--warmup', '0',
+                    '--threads', '1', '--max-ratio', '1000', '--json', out)
     data = json.loads(out.read_text())
-    assert 'TokenPassViT-T budget 0.5 / budget 1.0' in text
+    assert f'{title}-T budget 0.5 / budget 1.0' in text
+    assert data['method'] == method
     assert data['max_abs_diff_budget1_vs_vit'] < 1e-4
     results = {r['name']: r for r in data['results']}
-    assert list(results) == ['mmseg ViT', 'token pass budget=1.0',
-                             'token pass budget=0.5']
-    assert results['token pass budget=1.0']['flops_fraction'] == 1.0
-    assert 0.45 < results['token pass budget=0.5']['flops_fraction'] <= 0.5
-    assert results['token pass budget=0.5']['keep_fraction'] < 1.0
+    full, half = f'{method} budget=1.0', f'{method} budget=0.5'
+    assert list(results) == ['mmseg ViT', full, half]
+    assert results[full]['flops_fraction'] == 1.0
+    assert 0.4 < results[half]['flops_fraction'] <= 0.5
+    assert results[half]['keep_fraction'] < 1.0
     params = data['params_m']
-    assert params['token_pass'] == pytest.approx(
-        params['vit'] + params['stop_heads'])
-    failing = run_tool('tools/analysis/benchmark_token_pass_latency.py',
-                       '--arch', 't', '--size', '64', '64', '--budgets',
-                       '0.5', '--repeats', '1', '--warmup', '0',
+    assert 0 < params['added'] < 0.1 * params['vit']
+    assert params['dynamic'] == pytest.approx(params['vit'] + params['added'])
+    failing = run_tool('tools/analysis/benchmark_vit_latency.py', '--method',
+                       method, '--arch', 't', '--size', '64', '64',
+                       '--budgets', '0.5', '--repeats', '1', '--warmup', '0',
                        '--max-ratio', '0.0', check=False)
     assert 'FAIL: budget 0.5' in failing

@@ -1,5 +1,7 @@
+from .mixed_scale_cost import (budget_coarse_count, mixed_scale_flops,
+                               mlp_flops)
 from .pvt_cost import StageCost, pvt_stage_costs, route_flops
 from .vit_cost import ViTCost, budget_keep_counts
 
-__all__ = ['StageCost', 'ViTCost', 'budget_keep_counts', 'pvt_stage_costs',
-           'route_flops']
+__all__ = ['StageCost', 'ViTCost', 'budget_coarse_count', 'budget_keep_counts',
+           'mixed_scale_flops', 'mlp_flops', 'pvt_stage_costs', 'route_flops']

@@ -4,10 +4,15 @@
 (mmseg) and ``DynamicImageClassifier`` (mmpretrain) are the stock models plus
 one step: after the task losses, they add what the backbone and the neck report
 through ``aux_losses(data_samples)`` (DiT: ``loss_budget``, and ``flops_ratio``
-for the log; the token-pass ViT: its stop heads' ``loss_aux_*``). With the stock model types a DiT backbone still trains, without its
-budget.
+for the log; the token-pass ViT: its stop heads' ``loss_aux_*``; the mixed-scale
+ViT: ``loss_scale``). With the stock model types a dynamic backbone still
+trains, without its own losses.
+
+``train_only=['backbone.scale_gate', ...]`` freezes every other parameter when
+the model is built (before any DDP wrapping, which must know what trains):
+MSViT's first recipe stage trains only the gate of a pretrained model.
 """
-from typing import Dict
+from typing import Dict, Optional, Sequence
 
 from mmdet.models.detectors import MaskRCNN, RetinaNet
 from mmdet.registry import MODELS as MMDET_MODELS
@@ -19,7 +24,13 @@ from mmseg.registry import MODELS as MMSEG_MODELS
 
 class AuxLossMixin:
     """Adds ``aux_losses(data_samples)`` of the backbone and the neck to
-    ``loss()``."""
+    ``loss()``; ``train_only`` (parameter-name prefixes) freezes the rest."""
+
+    def __init__(self, *args, train_only: Optional[Sequence[str]] = None,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        if train_only is not None:
+            freeze_all_but(self, train_only)
 
     def loss(self, inputs, data_samples) -> Dict:
         losses = super().loss(inputs, data_samples)
@@ -39,6 +50,25 @@ class AuxLossMixin:
                                    'task loss')
                 losses[name] = value
         return losses
+
+
+def freeze_all_but(model, prefixes: Sequence[str]) -> None:
+    """``requires_grad=False`` on every parameter whose name starts with none
+    of ``prefixes``; a prefix that names no parameter is an error."""
+    if isinstance(prefixes, str) or not prefixes:
+        raise TypeError(f'train_only must be a non-empty list of parameter '
+                        f'name prefixes, got {prefixes!r}')
+    names = [name for name, _ in model.named_parameters()]
+    unmatched = [p for p in prefixes
+                 if not any(n.startswith(p) for n in names)]
+    if unmatched:
+        roots = sorted({n.split('.')[0] + '.' + n.split('.')[1]
+                        for n in names if '.' in n})
+        raise KeyError(f'train_only prefixes {unmatched} match no parameter '
+                       f'of {type(model).__name__}; its modules include '
+                       f'{roots}')
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(tuple(prefixes)))
 
 
 @MMDET_MODELS.register_module()

@@ -72,3 +72,32 @@ class TokenPassInfo:
         """``(B,)`` fraction of all (patch token, layer) pairs computed."""
         depth = (self.stop_layer + 1).flatten(1).float().mean(1)
         return depth / self.num_layers
+
+
+@dataclass
+class MixedScaleInfo(TokenPassInfo):
+    """Per-image statistics of one mixed-scale forward (with the token-pass
+    ones when the ViT also has stop heads).
+
+    coarse: ``(B, H_c, W_c)`` bool, the regions that were one coarse token.
+    scale_map: ``(B, H, W)`` bool on the fine grid, ``True`` where the
+        position belonged to a coarse token.
+    num_tokens: ``(B,)`` patch tokens that entered the first layer.
+    fine_patches: fine positions of the grid (the all-fine token count).
+    """
+    coarse: Optional[Tensor] = None
+    scale_map: Optional[Tensor] = None
+    num_tokens: Optional[Tensor] = None
+    fine_patches: int = 0
+
+    @property
+    def coarse_fraction(self) -> Tensor:
+        """``(B,)`` fraction of complete coarse regions that were coarse."""
+        if self.coarse[0].numel() == 0:
+            return self.coarse.new_zeros(self.coarse.shape[0]).float()
+        return self.coarse.flatten(1).float().mean(1)
+
+    @property
+    def token_fraction(self) -> Tensor:
+        """``(B,)`` patch tokens relative to the all-fine count."""
+        return self.num_tokens.float() / self.fine_patches

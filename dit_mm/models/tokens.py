@@ -89,3 +89,12 @@ def unpad_tokens(padded: Tensor, sel: TokenSelection) -> Tensor:
     if padded.shape[0] == 1:
         return padded[0]
     return padded[sel.batch_index, sel.slot]
+
+
+def fill_tokens(x: Tensor, source: Tensor) -> Tensor:
+    """``x`` ``(B, N, ...)`` with every position ``n`` of image ``b`` taking
+    the value of position ``source[b, n]``: how the token that stands for a
+    region (a mixed-scale coarse token) is copied back to the positions it
+    covers."""
+    index = source.view(*source.shape, *([1] * (x.dim() - 2)))
+    return x.gather(1, index.expand(*source.shape, *x.shape[2:]))

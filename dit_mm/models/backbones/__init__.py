@@ -1,7 +1,8 @@
 from .dit import DiT
 from .dit_archs import ARCHS, resolve_arch
+from .mixed_scale_vit import MixedScaleViT
 from .token_pass_vit import TokenPassViT
 from .vit_archs import VIT_ARCHS, resolve_vit_arch
 
-__all__ = ['ARCHS', 'DiT', 'TokenPassViT', 'VIT_ARCHS', 'resolve_arch',
-           'resolve_vit_arch']
+__all__ = ['ARCHS', 'DiT', 'MixedScaleViT', 'TokenPassViT', 'VIT_ARCHS',
+           'resolve_arch', 'resolve_vit_arch']

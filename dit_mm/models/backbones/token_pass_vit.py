@@ -39,7 +39,8 @@ from ...registry import register_model
 from ..layers import StopHead, run_packed_layer
 from ..routing import TokenPassInfo
 from ..schedule import current_iter, linear_ramp
-from ..tokens import TokenSelection, gather_tokens, select_tokens
+from ..tokens import (TokenSelection, fill_tokens, gather_tokens,
+                      select_tokens)
 from .checks import check_budget, check_images
 from .vit_archs import VIT_ARCH_KEYS, resolve_vit_arch
 from .vit_weights import (detect_vit_layout, resize_pos_embed,
@@ -55,21 +56,42 @@ def default_head_layers(num_layers: int) -> List[int]:
 
 
 class _PassState:
-    """The tokens of one forward: ``frozen`` ``(B, N, C)`` holds every token as
-    it was when it stopped, ``tokens`` ``(T, C)`` the going ones packed
-    (``sel`` says where; ``None`` while none has stopped)."""
+    """The tokens of one forward on a ``hw`` grid of patch positions:
+    ``frozen`` ``(B, N, C)`` holds every token as it was when it stopped,
+    ``tokens`` ``(T, C)`` the going ones packed (``sel`` says where; ``None``
+    while all are going). ``keep`` may start partial (mixed-scale tokens: a
+    coarse region's token sits at one of its positions and ``source`` points
+    the others to it); ``patches_in`` ``(B,)`` counts the patch tokens that
+    entered the first layer."""
 
-    def __init__(self, x: Tensor, patches: int, num_layers: int):
+    def __init__(self, x: Tensor, hw: Tuple[int, int], num_layers: int,
+                 keep: Optional[Tensor] = None,
+                 source: Optional[Tensor] = None):
         batch, length, dims = x.shape
+        patches = hw[0] * hw[1]
+        self.hw, self.source = hw, source
         self.frozen = x
-        self.tokens = x.reshape(batch * length, dims)
-        self.sel: Optional[TokenSelection] = None
-        self.lengths = [length] * batch
-        self.keep = torch.ones(batch, length, dtype=torch.bool,
-                               device=x.device)
         self.stop_layer = torch.full((batch, patches), num_layers - 1,
                                      dtype=torch.long, device=x.device)
         self.kept: List[Tensor] = []
+        if keep is None:
+            self.tokens = x.reshape(batch * length, dims)
+            self.sel: Optional[TokenSelection] = None
+            self.lengths = [length] * batch
+            self.keep = torch.ones(batch, length, dtype=torch.bool,
+                                   device=x.device)
+        else:
+            self.sel = select_tokens(keep)
+            self.tokens = gather_tokens(x, self.sel)
+            self.lengths = self.sel.counts.tolist()
+            self.keep = keep
+        self.patches_in = self.keep[:, length - patches:].sum(1)
+
+    def dense(self, values: Tensor) -> Tensor:
+        """Per-position values ``(B, patches, ...)`` with every covered
+        position given the value of the token that stands for it."""
+        return values if self.source is None else fill_tokens(
+            values, self.source)
 
 
 @register_model
@@ -81,7 +103,11 @@ class TokenPassViT(VisionTransformer):
             ``embed_dims``, ``num_layers``, ``num_heads`` (``mlp_ratio``).
         img_size: the training size; fixes the position-embedding grid, which
             is resized for other inputs.
-        out_indices: layers whose output is returned (dense, NCHW).
+        out_indices: layers whose output is returned.
+        out_type: ``'featmap'``: dense NCHW maps (for decode heads and
+            necks); ``'cls_token'``: the ``(B, C)`` class token (normalised
+            at the last layer), as mmpretrain's ``VisionTransformerClsHead``
+            takes it.
         num_classes: classes of the stop heads (those of the decode head).
         head_layers: layers followed by a stop head (default: 2, 5, 8 of 12).
         stop_threshold: confidence above which a token stops.
@@ -108,6 +134,7 @@ class TokenPassViT(VisionTransformer):
                  patch_size: int = 16,
                  in_channels: int = 3,
                  out_indices=-1,
+                 out_type: str = 'featmap',
                  num_classes: int = 150,
                  head_layers: Optional[Sequence[int]] = None,
                  stop_threshold: float = 0.985,
@@ -146,6 +173,11 @@ class TokenPassViT(VisionTransformer):
                 any(i not in range(num_layers - 1) for i in head_layers)):
             raise ValueError(f'head_layers {head_layers} must be distinct '
                              f'layers in 0 ... {num_layers - 2}')
+        if out_type not in ('featmap', 'cls_token'):
+            raise ValueError(f"out_type must be 'featmap' or 'cls_token', got "
+                             f'{out_type!r}')
+        if out_type == 'cls_token' and not kwargs.get('with_cls_token', True):
+            raise ValueError("out_type='cls_token' needs with_cls_token=True")
         if not 0 < stop_threshold <= 1:
             raise ValueError(f'stop_threshold must be in (0, 1], got '
                              f'{stop_threshold}')
@@ -165,6 +197,7 @@ class TokenPassViT(VisionTransformer):
             **kwargs)
         dims = setting['embed_dims']
         self.in_channels = in_channels
+        self.out_type = out_type
         self.head_layers = head_layers
         self.stop_threshold = stop_threshold
         self.threshold_schedule = self._check_schedule(threshold_schedule)
@@ -172,8 +205,8 @@ class TokenPassViT(VisionTransformer):
         self.stop_heads = nn.ModuleList(
             StopHead(dims, num_classes, norm_cfg.get('eps', 1e-5))
             for _ in head_layers)
-        self.aux_loss = None if aux_loss is None else MMSEG_MODELS.build(
-            aux_loss)
+        self.aux_loss = None if aux_loss is None or not head_layers \
+            else MMSEG_MODELS.build(aux_loss)
         cls_tokens = 1 if self.with_cls_token else 0
         self.reconstruct = MMSEG_MODELS.build(
             dict(reconstruction, cls_tokens=cls_tokens))
@@ -232,42 +265,57 @@ class TokenPassViT(VisionTransformer):
 
     # ----------------------------------------------------------------- forward
     def forward(self, inputs: Tensor) -> Tuple[Tensor, ...]:
-        check_images(inputs, 'TokenPassViT', self.in_channels)
-        batch = inputs.shape[0]
-        x, hw = self.patch_embed(inputs)
-        patches = hw[0] * hw[1]
-        x = torch.cat((self.cls_token.expand(batch, -1, -1), x), dim=1)
-        x = self._pos_embeding(x, hw, self.pos_embed)
-        if not self.with_cls_token:
-            x = x[:, 1:]
-        if self.pre_norm:
-            x = self.pre_ln(x)
-        threshold, counts = self._plan(patches)
+        check_images(inputs, type(self).__name__, self.in_channels)
+        state = self._start(inputs)
+        threshold, counts = self._plan(state)
         stopping = threshold is not None or counts is not None
-        state = _PassState(x, patches, len(self.layers))
         self._aux_outputs = []
         outs = []
         for i, layer in enumerate(self.layers):
             state.tokens = self._run_layer(layer, state.tokens, state.lengths)
             if stopping and i in self.head_layers:
                 j = self.head_layers.index(i)
-                self._stop_tokens(state, i, j, hw, threshold,
+                self._stop_tokens(state, i, j, threshold,
                                   None if counts is None else counts[j])
             if i in self.out_indices:
                 last = i == len(self.layers) - 1
                 norm = self.norm1 if last and self.final_norm else None
-                outs.append(self.reconstruct(state.frozen, state.tokens,
-                                             state.sel, hw, norm))
-        self.routing = self._info(state, hw, threshold)
+                outs.append(self._output(state, norm))
+        self.routing = self._info(state, threshold)
         return tuple(outs)
 
-    def _plan(self, patches: int) -> Tuple[Optional[float], Optional[list]]:
+    def _start(self, inputs: Tensor) -> _PassState:
+        """The embedded tokens of every patch (mmseg ViT's embedding)."""
+        batch = inputs.shape[0]
+        x, hw = self.patch_embed(inputs)
+        x = torch.cat((self.cls_token.expand(batch, -1, -1), x), dim=1)
+        x = self._pos_embeding(x, hw, self.pos_embed)
+        if not self.with_cls_token:
+            x = x[:, 1:]
+        if self.pre_norm:
+            x = self.pre_ln(x)
+        return _PassState(x, hw, len(self.layers))
+
+    def _output(self, state: _PassState, norm: Optional[nn.Module]) -> Tensor:
+        """One ``out_indices`` level: the dense map, or the class token."""
+        if self.out_type == 'cls_token':
+            cls = self.reconstruct.sequence(state.frozen, state.tokens,
+                                            state.sel)[:, 0]
+            return cls if norm is None else norm(cls)
+        return self.reconstruct(state.frozen, state.tokens, state.sel,
+                                state.hw, norm, state.source)
+
+    def _plan(self, state: _PassState
+              ) -> Tuple[Optional[float], Optional[list]]:
         """``(threshold, None)``, ``(None, keep counts)`` or ``(None, None)``
         (no stopping: the plain ViT)."""
+        if not self.head_layers:
+            return None, None
         if self.budget is None:
             return self.threshold(), None
         if self.budget >= 1.0:
             return None, None
+        patches = state.hw[0] * state.hw[1]
         return None, budget_keep_counts(self.cost, patches, self.head_layers,
                                         self.budget)
 
@@ -279,7 +327,7 @@ class TokenPassViT(VisionTransformer):
         return run_packed_layer(layer, tokens, lengths)
 
     def _stop_tokens(self, state: _PassState, layer: int, j: int,
-                     hw: Tuple[int, int], threshold: Optional[float],
+                     threshold: Optional[float],
                      count: Optional[int]) -> None:
         """Run head ``j`` on the going tokens and stop those it settles."""
         batch, length, _ = state.frozen.shape
@@ -287,8 +335,8 @@ class TokenPassViT(VisionTransformer):
         logits = self.stop_heads[j](state.tokens)
         if self.training and self.aux_loss is not None:
             self._aux_outputs.append(
-                (layer, self._logit_map(logits, state, hw),
-                 state.keep[:, offset:].reshape(batch, *hw)))
+                (layer, self._logit_map(logits, state),
+                 state.dense(state.keep[:, offset:]).view(batch, *state.hw)))
         with torch.no_grad():
             confidence = logits.detach().float().softmax(-1).amax(-1)
             score = confidence.new_full((batch * length, ), float('inf'))
@@ -320,30 +368,30 @@ class TokenPassViT(VisionTransformer):
             return state.sel.flat_index
         return torch.arange(state.tokens.shape[0], device=state.tokens.device)
 
-    def _logit_map(self, logits: Tensor, state: _PassState,
-                   hw: Tuple[int, int]) -> Tensor:
+    def _logit_map(self, logits: Tensor, state: _PassState) -> Tensor:
         """Head logits of the going tokens as a ``(B, K, H, W)`` map (zeros
         where tokens had stopped before this head)."""
         batch, length, _ = state.frozen.shape
         flat = logits.new_zeros(batch * length, logits.shape[-1])
         flat = flat.index_copy(0, self._flat_index(state), logits)
         offset = length - state.stop_layer.shape[1]
-        return flat.view(batch, length, -1)[:, offset:].transpose(
-            1, 2).reshape(batch, -1, *hw)
+        grid = state.dense(flat.view(batch, length, -1)[:, offset:])
+        return grid.transpose(1, 2).reshape(batch, -1, *state.hw)
 
-    def _info(self, state: _PassState, hw: Tuple[int, int],
+    def _info(self, state: _PassState,
               threshold: Optional[float]) -> TokenPassInfo:
         batch, patches = state.stop_layer.shape
         full = self.cost.full(patches)
+        entered = state.patches_in.tolist()
         if state.kept:
             kept = torch.stack(state.kept, dim=1)
-            flops = [self.cost.token_pass(patches, self.head_layers, row)
-                     for row in kept.tolist()]
+            flops = [self.cost.token_pass(n, self.head_layers, row)
+                     for n, row in zip(entered, kept.tolist())]
         else:
-            kept = state.stop_layer.new_full((batch, 0), patches)
-            flops = [full] * batch
+            kept = state.stop_layer.new_zeros((batch, 0))
+            flops = [self.cost.full(n) for n in entered]
         return TokenPassInfo(
-            stop_layer=state.stop_layer.view(batch, *hw),
+            stop_layer=state.dense(state.stop_layer).view(batch, *state.hw),
             kept=kept,
             flops=torch.tensor(flops, dtype=torch.float64),
             full_flops=full,
@@ -364,7 +412,8 @@ class TokenPassViT(VisionTransformer):
             for layer, logits, going in self._aux_outputs:
                 losses[f'loss_aux_l{layer}'] = self._head_loss(
                     logits, going, labels)
-        losses['keep_fraction'] = info.keep_fraction.mean().float()
+        if self.head_layers:
+            losses['keep_fraction'] = info.keep_fraction.mean().float()
         losses['flops_ratio'] = info.flops_fraction.mean().float()
         if info.threshold is not None:
             losses['stop_threshold'] = torch.tensor(float(info.threshold))
@@ -417,4 +466,9 @@ class TokenPassViT(VisionTransformer):
             state['pos_embed'] = resize_pos_embed(pos_embed, grid, 1,
                                                   self.interpolate_mode)
         return load_checked(self, state, source, layout,
-                            optional=lambda key: key.startswith('stop_heads.'))
+                            optional=self._optional_weight)
+
+    @staticmethod
+    def _optional_weight(key: str) -> bool:
+        """Weights a plain ViT checkpoint does not have (they keep theirs)."""
+        return key.startswith('stop_heads.')

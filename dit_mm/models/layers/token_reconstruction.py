@@ -4,7 +4,7 @@ from typing import Optional, Tuple
 from torch import Tensor, nn
 
 from ...registry import register_model
-from ..tokens import TokenSelection, scatter_tokens
+from ..tokens import TokenSelection, fill_tokens, scatter_tokens
 
 
 @register_model
@@ -16,6 +16,10 @@ class TokenReconstruction(nn.Module):
     the dense sequence ``(B, N, C)`` in the original order, or (``forward``)
     the dense ``(B, C, H, W)`` map a decode head or neck expects, with the
     class tokens (the first ``cls_tokens`` of each image) left out.
+
+    ``source`` ``(B, N_patches)``, when given, says for each patch position
+    which position's token stands for it (a mixed-scale coarse token covers
+    several fine positions); the dense map copies that token there.
     """
 
     def __init__(self, cls_tokens: int = 1):
@@ -34,13 +38,15 @@ class TokenReconstruction(nn.Module):
 
     def forward(self, frozen: Tensor, kept: Tensor,
                 sel: Optional[TokenSelection], hw_shape: Tuple[int, int],
-                norm: Optional[nn.Module] = None) -> Tensor:
+                norm: Optional[nn.Module] = None,
+                source: Optional[Tensor] = None) -> Tensor:
         """The dense map ``(B, C, H, W)``; ``norm`` (the final norm) is applied
         to every token, stopped or kept."""
-        tokens = self.sequence(frozen, kept, sel)
+        tokens = self.sequence(frozen, kept, sel)[:, self.cls_tokens:]
+        if source is not None:
+            tokens = fill_tokens(tokens, source)
         if norm is not None:
             tokens = norm(tokens)
-        tokens = tokens[:, self.cls_tokens:]
         batch, _, dims = tokens.shape
         return tokens.reshape(batch, *hw_shape, dims).permute(0, 3, 1,
                                                              2).contiguous()

@@ -1,3 +1,7 @@
+from .batch_shaping import (BatchShapingLoss, GeneralizedBatchShapingLoss,
+                            L1SparsityLoss)
 from .budget_loss import BudgetLoss
 
-__all__ = ['BudgetLoss']
+__all__ = ['BatchShapingLoss', 'BudgetLoss', 'GeneralizedBatchShapingLoss',
+           'L1SparsityLoss']
+

@@ -1,0 +1,22 @@
+# The toy token-pass Segmenter (segmenter_dovit_toy_ade20k.py: data, 128x128
+# crops, 120 iterations, head) with the mixed-scale backbone of
+# segmenter_msvit_s_ade20k.py shrunk the same way, trained whole from scratch
+# on a CPU (the second recipe stage without the first): a 6-layer ViT of width
+# 96, a 4x4 grid of coarse regions, the generalised batch-shaping loss pulling
+# half of them to coarse tokens.
+_base_ = './segmenter_dovit_toy_ade20k.py'
+model = dict(
+    type='DynamicEncoderDecoder',
+    backbone=dict(
+        _delete_=True,
+        type='MixedScaleViT',
+        arch=dict(embed_dims=96, num_layers=6, num_heads=3),
+        img_size=(128, 128),
+        out_indices=-1,
+        final_norm=True,
+        drop_path_rate=0.0,
+        norm_cfg=dict(type='LN', eps=1e-6, requires_grad=True),
+        scale_gate=dict(hidden_dims=(64, 64), init_logit=3.0),
+        scale_loss=dict(
+            type='GeneralizedBatchShapingLoss', target=0.5, weight=1.0,
+            grid=(4, 4))))

@@ -1,0 +1,256 @@
+"""MixedScaleViT: a ViT whose flat regions are one coarse token (MSViT).
+
+The image is cut into fine patches (16) and coarse regions (32, i.e. 2x2 fine
+patches). A light gate (an MLP on each region's pixels) decides per region:
+*fine* makes four fine tokens, *coarse* one token of the region shrunk to the
+fine patch size by area averaging, so one patch embedding serves both scales.
+A coarse token's position embedding is the mean of its four fine ones (the
+position embedding lives on the fine grid). Tokens of coarse-made positions are
+never created: the layers run on each image's own tokens, packed with no
+padding (as in the token-pass ViT), so token counts may differ between the
+images of a batch without changing any image's result. The dense outputs copy
+each coarse token's output back to its four fine positions through the shared
+reconstruction core, so dense decoders take them unchanged.
+
+Training: a Gumbel-sigmoid sample of the gate with a straight-through
+estimator (the chosen tokens are scaled by the hard decision, 1 in the forward
+pass, whose gradient is the relaxed one's), and a loss on the gate's coarse
+probabilities (``scale_loss``: generalised batch shaping by default). Test: a
+region is coarse when its fine probability is below 0.5.
+
+It is a :class:`TokenPassViT` without stop heads by default (a plain ViT);
+given ``head_layers``, the two savings compose: stop heads run on the mixed
+tokens.
+"""
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmseg.registry import MODELS as MMSEG_MODELS
+from torch import Tensor
+
+from ...analysis.mixed_scale_cost import budget_coarse_count
+from ...analysis.vit_cost import budget_keep_counts
+from ...registry import register_model
+from ..layers import straight_through_bernoulli
+from ..layers.mixed_scale_tokens import (RegionLayout, coarse_pixels,
+                                         on_fine_grid, patch_pixels,
+                                         region_layout)
+from ..layers.scale_gate import ScaleGate
+from ..routing import MixedScaleInfo
+from ..tokens import gather_tokens, scatter_tokens, select_tokens
+from .token_pass_vit import TokenPassViT, _PassState
+
+
+@register_model
+class MixedScaleViT(TokenPassViT):
+    """A ViT (fine patch 16, coarse 32) with a learned coarse / fine gate.
+
+    Args:
+        scale_gate: ``ScaleGate`` arguments (``hidden_dims``, ``init_logit``:
+            the fine logit every region starts with).
+        gate_temperature: temperature of the Gumbel-sigmoid in training.
+        scale_loss: the registered loss on the coarse probabilities
+            (``GeneralizedBatchShapingLoss``, ``BatchShapingLoss``,
+            ``L1SparsityLoss``) or ``None``; reported as ``loss_scale``.
+        budget_scale_share: with stop heads, the share of a budget the gate
+            spends (it meets ``budget ** share``, the heads the rest).
+        head_layers: stop heads (token pass on top); none by default.
+        **kwargs: :class:`TokenPassViT` (and so mmseg ``VisionTransformer``)
+            arguments.
+    """
+
+    def __init__(self,
+                 arch='b',
+                 scale_gate: Optional[dict] = None,
+                 gate_temperature: float = 1.0,
+                 scale_loss: Optional[dict] = dict(
+                     type='GeneralizedBatchShapingLoss', target=0.5),
+                 budget_scale_share: float = 0.5,
+                 head_layers=(),
+                 **kwargs):
+        super().__init__(arch, head_layers=head_layers, **kwargs)
+        if gate_temperature <= 0:
+            raise ValueError(f'gate_temperature must be > 0, got '
+                             f'{gate_temperature}')
+        if not 0 < budget_scale_share <= 1:
+            raise ValueError(f'budget_scale_share must be in (0, 1], got '
+                             f'{budget_scale_share}')
+        projection = self.patch_embed.projection
+        if (tuple(projection.kernel_size) != (self.patch_size, ) * 2 or
+                tuple(projection.stride) != (self.patch_size, ) * 2):
+            raise ValueError('MixedScaleViT needs a patch embedding whose '
+                             'kernel and stride equal patch_size')
+        self.scale_gate = ScaleGate(self.in_channels * self.patch_size**2,
+                                    **(scale_gate or {}))
+        self.gate_temperature = gate_temperature
+        self.scale_loss = None if scale_loss is None else MMSEG_MODELS.build(
+            scale_loss)
+        self.budget_scale_share = budget_scale_share
+        self._coarse_probs: Optional[Tensor] = None
+        self._head_budget: Optional[float] = None
+
+    def init_weights(self) -> None:
+        """As :class:`TokenPassViT`; without a checkpoint the gate returns to
+        its all-fine start (mmseg's ViT initialisation redraws every
+        ``Linear``), with one it keeps what the checkpoint gave it."""
+        from_checkpoint = (isinstance(self.init_cfg, dict)
+                           and self.init_cfg.get('type') == 'Pretrained')
+        super().init_weights()
+        if not from_checkpoint:
+            self.scale_gate.reset_parameters()
+
+    @staticmethod
+    def _optional_weight(key: str) -> bool:
+        return key.startswith(('stop_heads.', 'scale_gate.', 'scale_loss.'))
+
+    # ----------------------------------------------------------------- tokens
+    def _start(self, inputs: Tensor) -> _PassState:
+        """Mixed-scale tokens (``set_budget(1.0)``: the plain ViT's)."""
+        self._coarse_probs = self._head_budget = None
+        if self.budget is not None and self.budget >= 1.0:
+            state = super()._start(inputs)
+            state.layout = region_layout(state.hw, inputs.device)
+            state.coarse = torch.zeros(
+                inputs.shape[0], *state.layout.coarse_hw, dtype=torch.bool,
+                device=inputs.device)
+            state.gate_flops = 0.0
+            return state
+        embed = self.patch_embed
+        images = embed.adap_padding(inputs) if embed.adap_padding else inputs
+        p = self.patch_size
+        hw = (images.shape[2] // p, images.shape[3] // p)
+        images = images[..., :hw[0] * p, :hw[1] * p]
+        layout = region_layout(hw, inputs.device)
+        regions = coarse_pixels(images, p, layout)
+        coarse, fine_gate = self._decide(regions, layout)
+
+        fine_patches = hw[0] * hw[1]
+        positions = torch.arange(fine_patches, device=inputs.device)
+        covered = (layout.region >= 0) & on_fine_grid(coarse.flatten(1), layout)
+        keep = ~covered | (layout.anchor == positions)
+        source = torch.where(covered, layout.anchor, positions)
+        sel = select_tokens(keep)
+        pixels = torch.where(covered[..., None],
+                             on_fine_grid(regions, layout),
+                             patch_pixels(images, p))
+        tokens = F.linear(gather_tokens(pixels, sel),
+                          embed.projection.weight.flatten(1),
+                          embed.projection.bias)
+        if embed.norm is not None:
+            tokens = embed.norm(tokens)
+        if fine_gate is not None:  # straight-through: 1 forward, soft grad
+            chosen = torch.where(covered, 1 - on_fine_grid(fine_gate, layout),
+                                 on_fine_grid(fine_gate, layout))
+            chosen = torch.where(layout.region >= 0, chosen, 1.0)
+            tokens = tokens * gather_tokens(chosen[..., None], sel)
+        pos = self._grid_pos_embed(hw)
+        pos_patches = torch.where(covered[..., None],
+                                  on_fine_grid(self._region_pos(pos, layout),
+                                               layout), pos[:, 1:])
+        tokens = self.drop_after_pos(tokens + gather_tokens(pos_patches, sel))
+        x = scatter_tokens(tokens.new_zeros(*keep.shape, tokens.shape[-1]),
+                           tokens, sel)
+        if self.with_cls_token:
+            cls = self.drop_after_pos(self.cls_token + pos[:, :1])
+            x = torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1)
+            keep = torch.cat([keep.new_ones(keep.shape[0], 1), keep], dim=1)
+        if self.pre_norm:
+            x = self.pre_ln(x)
+        state = _PassState(x, hw, len(self.layers), keep=keep, source=source)
+        state.layout, state.coarse = layout, coarse
+        state.gate_flops = (layout.num_regions *
+                            self.scale_gate.flops_per_region)
+        return state
+
+    def _decide(self, regions: Tensor, layout: RegionLayout
+                ) -> Tuple[Tensor, Optional[Tensor]]:
+        """``(coarse (B, H_c, W_c) bool, fine gate values for the
+        straight-through estimator or None)``."""
+        logits = self.scale_gate(regions)  # (B, R) fine logits
+        shape = (regions.shape[0], *layout.coarse_hw)
+        if self.budget is not None:
+            count = self._budget_coarse(layout)
+            coarse = torch.zeros_like(logits, dtype=torch.bool)
+            lowest = logits.detach().topk(count, dim=1, largest=False).indices
+            coarse.scatter_(1, lowest, True)
+            fine_gate = None
+        elif self.training:
+            fine_gate = straight_through_bernoulli(logits,
+                                                   self.gate_temperature)
+            coarse = fine_gate.detach() < 0.5
+            self._coarse_probs = torch.sigmoid(-logits).view(shape)
+        else:
+            coarse, fine_gate = logits < 0, None
+        return coarse.view(shape), fine_gate
+
+    def _budget_coarse(self, layout: RegionLayout) -> int:
+        """Coarse regions per image that meet the budget (the gate's share of
+        it with stop heads, whose part is kept for :meth:`_plan`)."""
+        fine_patches = layout.fine_hw[0] * layout.fine_hw[1]
+        gate = self.scale_gate.flops_per_region
+        share = self.budget_scale_share if self.head_layers else 1.0
+        count = budget_coarse_count(self.cost, fine_patches,
+                                    layout.num_regions, gate,
+                                    self.budget**share)
+        if self.head_layers:
+            spent = layout.num_regions * gate
+            self._head_budget = (
+                (self.budget * self.cost.full(fine_patches) - spent) /
+                self.cost.full(fine_patches - 3 * count))
+        return count
+
+    def _grid_pos_embed(self, hw: Tuple[int, int]) -> Tensor:
+        """``(1, 1 + H * W, C)`` position embedding of an ``hw`` fine grid
+        (resized as mmseg's ViT does)."""
+        pos = self.pos_embed
+        if pos.shape[1] != hw[0] * hw[1] + 1:
+            grid = (self.img_size[0] // self.patch_size,
+                    self.img_size[1] // self.patch_size)
+            pos = self.resize_pos_embed(pos, hw, grid, self.interpolate_mode)
+        return pos
+
+    @staticmethod
+    def _region_pos(pos: Tensor, layout: RegionLayout) -> Tensor:
+        """``(1, regions, C)``: the mean of each region's four fine position
+        embeddings."""
+        height, width = layout.fine_hw
+        grid = pos[:, 1:].transpose(1, 2).reshape(1, -1, height, width)
+        grid = grid[..., :2 * layout.coarse_hw[0], :2 * layout.coarse_hw[1]]
+        return F.avg_pool2d(grid, 2).flatten(2).transpose(1, 2)
+
+    def _plan(self, state: _PassState
+              ) -> Tuple[Optional[float], Optional[list]]:
+        if self._head_budget is None:
+            return super()._plan(state)
+        if self._head_budget >= 1.0:
+            return None, None
+        return None, budget_keep_counts(self.cost, int(state.patches_in[0]),
+                                        self.head_layers, self._head_budget)
+
+    # ------------------------------------------------------------ statistics
+    def _info(self, state: _PassState,
+              threshold: Optional[float]) -> MixedScaleInfo:
+        base = super()._info(state, threshold)
+        fields = dict(vars(base), flops=base.flops + state.gate_flops)
+        layout = state.layout
+        scale_map = (layout.region >= 0) & on_fine_grid(
+            state.coarse.flatten(1), layout)
+        return MixedScaleInfo(
+            **fields,
+            coarse=state.coarse,
+            scale_map=scale_map.view(-1, *state.hw),
+            num_tokens=state.patches_in,
+            fine_patches=state.hw[0] * state.hw[1])
+
+    def aux_losses(self, data_samples=None) -> Dict[str, Tensor]:
+        """The token-pass ones (stop heads, if any), ``loss_scale`` of the
+        gate's coarse probabilities, and ``coarse_fraction`` for the log."""
+        losses = super().aux_losses(data_samples)
+        info = self.routing
+        if not self.training or not isinstance(info, MixedScaleInfo):
+            return losses
+        if self.scale_loss is not None and self._coarse_probs is not None:
+            losses['loss_scale'] = self.scale_loss(self._coarse_probs)
+        losses['coarse_fraction'] = info.coarse_fraction.mean().float()
+        return losses
