@@ -263,7 +263,8 @@ def test_packed_attention_is_per_image():
 
 
 def test_token_reconstruction_is_registered_and_restores_order():
-    recon = MMSEG_MODELS.build(dict(type='TokenReconstruction'))
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        recon = MMSEG_MODELS.build(dict(type='TokenReconstruction'))
     frozen = torch.arange(2 * 5 * 1, dtype=torch.float).view(2, 5, 1)
     keep = torch.tensor([[1, 0, 1, 0, 0], [1, 1, 1, 1, 0]], dtype=torch.bool)
     sel = select_tokens(keep)

@@ -26,7 +26,6 @@ from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmseg.registry import MODELS as MMSEG_MODELS
 from torch import Tensor
 
 from ...analysis.mixed_scale_cost import budget_coarse_count
@@ -39,7 +38,7 @@ from ..layers.mixed_scale_tokens import (RegionLayout, coarse_pixels,
 from ..layers.scale_gate import ScaleGate
 from ..routing import MixedScaleInfo
 from ..tokens import gather_tokens, scatter_tokens, select_tokens
-from .token_pass_vit import TokenPassViT, _PassState
+from .token_pass_vit import TokenPassViT, _PassState, build_mmseg_module
 
 
 @register_model
@@ -84,7 +83,7 @@ class MixedScaleViT(TokenPassViT):
         self.scale_gate = ScaleGate(self.in_channels * self.patch_size**2,
                                     **(scale_gate or {}))
         self.gate_temperature = gate_temperature
-        self.scale_loss = None if scale_loss is None else MMSEG_MODELS.build(
+        self.scale_loss = None if scale_loss is None else build_mmseg_module(
             scale_loss)
         self.budget_scale_share = budget_scale_share
         self._coarse_probs: Optional[Tensor] = None

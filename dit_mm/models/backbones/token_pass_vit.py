@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmengine.logging import MMLogger
+from mmengine.registry import DefaultScope
 from mmseg.models.backbones import VisionTransformer
 from mmseg.registry import MODELS as MMSEG_MODELS
 from torch import Tensor, nn
@@ -47,6 +48,14 @@ from .vit_weights import (detect_vit_layout, resize_pos_embed,
                           to_mmseg_vit_layout)
 from .weights import (StateDict, load_checked, pretrained_to_init_cfg,
                       read_init_checkpoint)
+
+
+def build_mmseg_module(cfg: dict) -> nn.Module:
+    """``cfg`` built from mmseg's registry in the mmseg scope, whatever scope
+    the caller is in (an mmpretrain model, or a process whose latest scope is
+    mmengine's), so a loss like ``CrossEntropyLoss`` is mmseg's."""
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        return MMSEG_MODELS.build(cfg)
 
 
 def default_head_layers(num_layers: int) -> List[int]:
@@ -206,9 +215,9 @@ class TokenPassViT(VisionTransformer):
             StopHead(dims, num_classes, norm_cfg.get('eps', 1e-5))
             for _ in head_layers)
         self.aux_loss = None if aux_loss is None or not head_layers \
-            else MMSEG_MODELS.build(aux_loss)
+            else build_mmseg_module(aux_loss)
         cls_tokens = 1 if self.with_cls_token else 0
-        self.reconstruct = MMSEG_MODELS.build(
+        self.reconstruct = build_mmseg_module(
             dict(reconstruction, cls_tokens=cls_tokens))
         self.cost = ViTCost(dims, setting['mlp_ratio'] * dims, num_layers,
                             patch_size, in_channels, num_classes, cls_tokens)
