@@ -87,16 +87,13 @@ class MixedScaleViT(TokenPassViT):
             scale_loss)
         self.budget_scale_share = budget_scale_share
         self._coarse_probs: Optional[Tensor] = None
-        self._head_budget: Optional[float] = None
 
     def init_weights(self) -> None:
         """As :class:`TokenPassViT`; without a checkpoint the gate returns to
         its all-fine start (mmseg's ViT initialisation redraws every
         ``Linear``), with one it keeps what the checkpoint gave it."""
-        from_checkpoint = (isinstance(self.init_cfg, dict)
-                           and self.init_cfg.get('type') == 'Pretrained')
         super().init_weights()
-        if not from_checkpoint:
+        if not self._init_from_checkpoint():
             self.scale_gate.reset_parameters()
 
     @staticmethod
@@ -106,7 +103,7 @@ class MixedScaleViT(TokenPassViT):
     # ----------------------------------------------------------------- tokens
     def _start(self, inputs: Tensor) -> _PassState:
         """Mixed-scale tokens (``set_budget(1.0)``: the plain ViT's)."""
-        self._coarse_probs = self._head_budget = None
+        self._coarse_probs = None
         if self.budget is not None and self.budget >= 1.0:
             state = super()._start(inputs)
             state.layout = region_layout(state.hw, inputs.device)
@@ -126,7 +123,7 @@ class MixedScaleViT(TokenPassViT):
 
         fine_patches = hw[0] * hw[1]
         positions = torch.arange(fine_patches, device=inputs.device)
-        covered = (layout.region >= 0) & on_fine_grid(coarse.flatten(1), layout)
+        covered = layout.covered(coarse)
         keep = ~covered | (layout.anchor == positions)
         source = torch.where(covered, layout.anchor, positions)
         sel = select_tokens(keep)
@@ -184,20 +181,14 @@ class MixedScaleViT(TokenPassViT):
         return coarse.view(shape), fine_gate
 
     def _budget_coarse(self, layout: RegionLayout) -> int:
-        """Coarse regions per image that meet the budget (the gate's share of
-        it with stop heads, whose part is kept for :meth:`_plan`)."""
-        fine_patches = layout.fine_hw[0] * layout.fine_hw[1]
-        gate = self.scale_gate.flops_per_region
+        """Coarse regions per image that meet the budget (with stop heads,
+        the gate's share of it; :meth:`_plan` gives the heads the rest)."""
         share = self.budget_scale_share if self.head_layers else 1.0
-        count = budget_coarse_count(self.cost, fine_patches,
-                                    layout.num_regions, gate,
-                                    self.budget**share)
-        if self.head_layers:
-            spent = layout.num_regions * gate
-            self._head_budget = (
-                (self.budget * self.cost.full(fine_patches) - spent) /
-                self.cost.full(fine_patches - 3 * count))
-        return count
+        return budget_coarse_count(self.cost,
+                                   layout.fine_hw[0] * layout.fine_hw[1],
+                                   layout.num_regions,
+                                   self.scale_gate.flops_per_region,
+                                   self.budget**share)
 
     def _grid_pos_embed(self, hw: Tuple[int, int]) -> Tensor:
         """``(1, 1 + H * W, C)`` position embedding of an ``hw`` fine grid
@@ -220,12 +211,18 @@ class MixedScaleViT(TokenPassViT):
 
     def _plan(self, state: _PassState
               ) -> Tuple[Optional[float], Optional[list]]:
-        if self._head_budget is None:
+        """Under a budget below 1 with stop heads, the heads get what the
+        mixed tokens and the gate left of it."""
+        if not self.head_layers or self.budget is None or self.budget >= 1.0:
             return super()._plan(state)
-        if self._head_budget >= 1.0:
+        tokens = int(state.patches_in[0])  # equal for all images here
+        full = self.cost.full(state.hw[0] * state.hw[1])
+        head_budget = ((self.budget * full - state.gate_flops) /
+                       self.cost.full(tokens))
+        if head_budget >= 1.0:
             return None, None
-        return None, budget_keep_counts(self.cost, int(state.patches_in[0]),
-                                        self.head_layers, self._head_budget)
+        return None, budget_keep_counts(self.cost, tokens, self.head_layers,
+                                        head_budget)
 
     # ------------------------------------------------------------ statistics
     def _info(self, state: _PassState,
@@ -233,12 +230,10 @@ class MixedScaleViT(TokenPassViT):
         base = super()._info(state, threshold)
         fields = dict(vars(base), flops=base.flops + state.gate_flops)
         layout = state.layout
-        scale_map = (layout.region >= 0) & on_fine_grid(
-            state.coarse.flatten(1), layout)
         return MixedScaleInfo(
             **fields,
             coarse=state.coarse,
-            scale_map=scale_map.view(-1, *state.hw),
+            scale_map=layout.covered(state.coarse).view(-1, *state.hw),
             num_tokens=state.patches_in,
             fine_patches=state.hw[0] * state.hw[1])
 

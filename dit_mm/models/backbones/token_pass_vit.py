@@ -450,13 +450,16 @@ class TokenPassViT(VisionTransformer):
     def init_weights(self) -> None:
         """mmseg ViT's initialisation, or weights from ``init_cfg``'s
         checkpoint (mmseg or timm / DeiT layout; stop heads keep theirs)."""
-        if not (isinstance(self.init_cfg, dict)
-                and self.init_cfg.get('type') == 'Pretrained'):
+        if not self._init_from_checkpoint():
             super().init_weights()
             return
         state = read_init_checkpoint(self.init_cfg)
         MMLogger.get_current_instance().info(
             self.load_vit_weights(state, str(self.init_cfg['checkpoint'])))
+
+    def _init_from_checkpoint(self) -> bool:
+        return (isinstance(self.init_cfg, dict)
+                and self.init_cfg.get('type') == 'Pretrained')
 
     def load_vit_weights(self, state: StateDict, source: str) -> str:
         """Load a ViT state dict (mmseg or timm / DeiT layout) strictly; the

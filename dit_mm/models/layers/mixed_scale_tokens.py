@@ -31,6 +31,11 @@ class RegionLayout(NamedTuple):
     def num_regions(self) -> int:
         return self.coarse_hw[0] * self.coarse_hw[1]
 
+    def covered(self, coarse: Tensor) -> Tensor:
+        """``(B, N_fine)`` bool: the fine positions inside the regions marked
+        in ``coarse`` ``(B, H_c, W_c)``."""
+        return (self.region >= 0) & on_fine_grid(coarse.flatten(1), self)
+
 
 def region_layout(fine_hw: Tuple[int, int], device=None) -> RegionLayout:
     height, width = fine_hw
