@@ -1,5 +1,6 @@
 """Shared fixtures: the repository root, a runner for the project's tools, and
 the toy data sets at their default place (data/toy, made once, idempotently)."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -47,3 +48,12 @@ def run_tool(*args, timeout=900, check=True, env=None) -> str:
             f'{" ".join(map(str, args))} exited {proc.returncode}:\n'
             f'{proc.stdout[-6000:]}')
     return proc.stdout
+
+
+def load_tool(path: str, name: str = 'tool'):
+    """A project tool (a script, not a package module) imported in this
+    process, to call its ``main`` or ``parse_args`` directly."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -13,7 +13,7 @@ from conftest import run_tool
 @pytest.fixture(scope='module')
 def latency_json(tmp_path_factory):
     out = tmp_path_factory.mktemp('latency') / 'latency.json'
-    text = run_tool('tools/analysis/benchmark_dit_latency.py', '--arch', 'b0',
+    text = run_tool('tools/analysis_tools/benchmark_dit_latency.py', '--arch', 'b0',
                     '--size', '96', '96', '--budgets', '1.0', '0.5',
                     '--learned', '--repeats', '1', '--warmup', '0',
                     '--threads', '1', '--max-ratio', '1000', '--json', out)
@@ -23,7 +23,7 @@ def latency_json(tmp_path_factory):
 @pytest.fixture(scope='module')
 def table_json(tmp_path_factory):
     out = tmp_path_factory.mktemp('table') / 'table.json'
-    text = run_tool('tools/analysis/dit_model_table.py', '--archs', 'b0',
+    text = run_tool('tools/analysis_tools/dit_model_table.py', '--archs', 'b0',
                     '--latency-size', '64', '64', '--repeats', '1',
                     '--warmup', '0', '--threads', '1', '--json', out)
     return json.loads(out.read_text()), text
@@ -89,7 +89,7 @@ def test_model_table(table_json):
                                           ('mixed-scale', 'MixedScaleViT')])
 def test_vit_latency_benchmark(method, title, tmp_path):
     out = tmp_path / 'vit.json'
-    text = run_tool('tools/analysis/benchmark_vit_latency.py', '--method',
+    text = run_tool('tools/analysis_tools/benchmark_vit_latency.py', '--method',
                     method, '--arch', 't', '--size', '128', '96', '--budgets',
                     '1.0', '0.5', '--repeats', '1', '--warmup', '0',
                     '--threads', '1', '--max-ratio', '1000', '--json', out)
@@ -106,7 +106,7 @@ def test_vit_latency_benchmark(method, title, tmp_path):
     params = data['params_m']
     assert 0 < params['added'] < 0.1 * params['vit']
     assert params['dynamic'] == pytest.approx(params['vit'] + params['added'])
-    failing = run_tool('tools/analysis/benchmark_vit_latency.py', '--method',
+    failing = run_tool('tools/analysis_tools/benchmark_vit_latency.py', '--method',
                        method, '--arch', 't', '--size', '64', '64',
                        '--budgets', '0.5', '--repeats', '1', '--warmup', '0',
                        '--max-ratio', '0.0', check=False)

@@ -1,13 +1,17 @@
 """The README's main job: tools/demo.sh trains Mask R-CNN on the toy COCO set
-on a CPU, its bbox and segm mAP are well above zero, and it draws the routing
-of one val image; run again, it does not train a second time."""
+on a CPU, its bbox and segm mAP are well above zero, it draws the routing of
+one val image (learned, and at budgets 1.0 and 0.5: pictures of the image's
+size that differ) and the budget sweep (mAP against executed FLOPs and
+latency, PVTv2 marked); run again, it does not train or sweep a second
+time."""
+import json
 import os
 import subprocess
 
 import cv2
+import pytest
 
 from conftest import ROOT
-from dit_mm.visualization import GAP, TITLE_HEIGHT
 from test_tools import metric
 
 
@@ -20,16 +24,50 @@ def run_demo(work_dir):
     return proc.stdout
 
 
-def check_routing_picture(out, work_dir):
-    """routing.png: the first val image and its four stages' density maps."""
-    path = work_dir / 'routing.png'
-    assert f'drawn in {path}' in out, out[-3000:]
-    assert 'realized FLOPs:' in out
-    picture = cv2.imread(str(path))
-    assert picture is not None, f'{path} is not a readable picture'
+def check_routing_pictures(out, work_dir):
+    """routing/<stem>_routing.png (learned decisions) and the same at
+    budgets 1.0 and 0.5: the routing of the first val image drawn over it,
+    at its size; the two budgets' pictures differ."""
     first = sorted((ROOT / 'data/toy/coco/val2017').glob('*.jpg'))[0]
-    h, w = cv2.imread(str(first)).shape[:2]
-    assert picture.shape == (TITLE_HEIGHT + h, 5 * w + 4 * GAP, 3)
+    path = work_dir / 'routing' / f'{first.stem}_routing.png'
+    assert f'drawn in {path}' in out, out[-3000:]
+    assert 'realized FLOPs' in out
+    pictures = {}
+    for name, folder in (('learned', ''), ('1.0', 'budget_1.0'),
+                         ('0.5', 'budget_0.5')):
+        picture = cv2.imread(str(work_dir / 'routing' / folder /
+                                 path.name))
+        assert picture is not None, f'{name}: no readable picture'
+        assert picture.shape == cv2.imread(str(first)).shape, name
+        pictures[name] = picture
+    assert (pictures['1.0'] != pictures['0.5']).any()
+    return {k: v.tobytes() for k, v in pictures.items()}
+
+
+def check_sweep(out, work_dir):
+    """sweep.png and sweep.json: three budgets, the learned decisions and
+    PVTv2; at budget 1.0 the model is PVTv2 with the same weights, so the two
+    score alike, and the backbone's executed FLOPs fall with the budget (the
+    whole model's need not: the mask head runs per detection)."""
+    path = work_dir / 'sweep' / 'sweep.png'
+    assert f'trade-off is drawn in {path}' in out
+    assert cv2.imread(str(path)) is not None
+    sweep = json.loads((work_dir / 'sweep' / 'sweep.json').read_text())
+    points = {p['label']: p for p in sweep['points']}
+    assert sorted(points) == ['budget 0.5', 'budget 0.75', 'budget 1',
+                              'learned']
+    assert sweep['metric'] == 'coco/bbox_mAP'
+    peer = sweep['peer']
+    assert 'PyramidVisionTransformerV2' in peer['name']
+    full, half = points['budget 1'], points['budget 0.5']
+    assert abs(full['metric'] - peer['metric']) <= 0.005
+    assert full['backbone_gflops'] == pytest.approx(peer['backbone_gflops'],
+                                                    rel=0.02)
+    assert half['backbone_gflops'] < points['budget 0.75'][
+        'backbone_gflops'] < full['backbone_gflops']
+    assert half['backbone_gflops'] == pytest.approx(
+        0.5 * full['backbone_gflops'], rel=0.05)
+    assert all(p['latency_ms'] > 0 for p in sweep['points'])
     return path.read_bytes()
 
 
@@ -37,12 +75,15 @@ def test_demo_learns_and_a_second_run_only_evaluates(tmp_path):
     out = run_demo(tmp_path)
     bbox, segm = metric(out, 'coco/bbox_mAP'), metric(out, 'coco/segm_mAP')
     assert bbox > 0.3 and segm > 0.3, (bbox, segm)
-    picture = check_routing_picture(out, tmp_path)
+    pictures = check_routing_pictures(out, tmp_path)
+    plot = check_sweep(out, tmp_path)
     again = run_demo(tmp_path)
     assert 'training is done, evaluating it again' in again
     assert 'Iter(train)' not in again
     assert metric(again, 'coco/bbox_mAP') == bbox
-    assert check_routing_picture(again, tmp_path) == picture
+    assert check_routing_pictures(again, tmp_path) == pictures
+    assert 'the sweep is done' in again
+    assert check_sweep(again, tmp_path) == plot
 
 
 def test_demo_keeps_a_work_dir_of_another_model(tmp_path):

@@ -1,108 +1,60 @@
-"""The routing picture (dit_mm.visualization) of real DiT forwards, and
-tools/analysis/show_routing.py end to end on a toy Mask R-CNN checkpoint made
-here, with its refusals (non-DiT backbone, missing inputs, unsafe --out)."""
-import importlib.util
-
+"""The routing pictures (dit_mm.visualization) on routing made by hand: where
+tokens land on the image, the colours of each backbone's picture, the legend,
+the part of the image a model saw (centre crops) and bad input. Pictures of
+real forwards, the tool and the hook: test_visualize_routing.py."""
 import cv2
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
-from mmengine.registry import init_default_scope
 
-from conftest import ROOT, run_tool
-from dit_mm.models.backbones import DiT
-from dit_mm.models.routing import RoutingInfo
-from dit_mm.visualization import (GAP, TITLE_HEIGHT, draw_keep_masks,
-                                  draw_routing, image_region)
+from dit_mm.models.routing import MixedScaleInfo, RoutingInfo, TokenPassInfo
+from dit_mm.visualization import (draw_routing_overlay, image_region,
+                                  sample_grid, token_size)
+from dit_mm.visualization.inference import model_box
+from dit_mm.visualization.routing_overlay import (COARSE_COLOUR, FINE_COLOUR,
+                                                  OUTSIDE, SCALE_COLOURS)
 
-TOY_CONFIG = 'configs/toy/maskrcnn_dit_b0_toy_coco.py'
-TOOL = 'tools/analysis/show_routing.py'
-YELLOW = (253, 231, 37)  # viridis at 1.0 (cv2's table, RGB)
-PURPLE = (68, 1, 84)     # viridis at 0.0
+ALPHA = 0.5
 
 
-@pytest.fixture(scope='module')
-def dit():
-    torch.manual_seed(0)
-    model = DiT('b0', drop_path_rate=0.)
-    model.init_weights()
-    return model.eval()
-
-
-def forward(model, budget, shape=(64, 96)):
-    """Routing of a 2-image batch padded to ``shape`` (H, W)."""
-    model.set_budget(budget)
-    with torch.no_grad():
-        generator = torch.Generator().manual_seed(1)
-        model(torch.rand(2, 3, *shape, generator=generator))
-    return model.routing
-
-
-def toy_image(h=100, w=140):
+def toy_image(h=100, w=140, value=None):
+    if value is not None:
+        return np.full((h, w, 3), value, np.uint8)
     return np.random.default_rng(0).integers(0, 256, (h, w, 3), np.uint8)
 
 
-def stage_panel(picture, stage, w):
-    """The pixels (no title) of stage ``stage``'s panel."""
-    left = (stage + 1) * (w + GAP)
-    return picture[TITLE_HEIGHT:, left:left + w]
+def blend(image, colour, alpha=ALPHA):
+    full = np.ascontiguousarray(np.broadcast_to(
+        np.array(colour, np.uint8), image.shape))
+    return cv2.addWeighted(image, 1 - alpha, full, alpha, 0)
 
 
-def test_picture_layout_and_untouched_image(dit):
-    image = toy_image()
-    picture = draw_routing(image, forward(dit, 0.5), 1, (50, 70), (64, 96))
-    assert picture.dtype == np.uint8
-    assert picture.shape == (TITLE_HEIGHT + 100, 5 * 140 + 4 * GAP, 3)
-    assert np.array_equal(picture[TITLE_HEIGHT:, :140], image)
-    assert (picture[:TITLE_HEIGHT] < 128).any()  # a title is written
-    assert (picture[:, 140:140 + GAP] == 255).all()
+def legend_free(picture):
+    """The bottom 40% (the legend sits top left, in 60% of the height)."""
+    return picture[-(-picture.shape[0] * 6 // 10):]
 
 
-def test_pvt_route_is_full_density_everywhere(dit):
-    """Budget 1.0 computes every token in every block: each stage panel is the
-    image blended with viridis' top colour, the same for every pixel."""
-    image = toy_image()
-    picture = draw_routing(image, forward(dit, 1.0), 0, (50, 70), (64, 96),
-                           alpha=0.6)
-    full = np.broadcast_to(np.array(YELLOW, np.uint8), image.shape)
-    expected = cv2.addWeighted(image, 0.4, np.ascontiguousarray(full), 0.6, 0)
-    for stage in range(4):
-        assert np.array_equal(stage_panel(picture, stage, 140), expected)
+def dit_routing(input_shape=(64, 96), img_shape=None, depths=(2, 2, 2, 2)):
+    """DiT routing of one image: every block computes every token over the
+    image (over all the grid without ``img_shape``), none over padding."""
+    masks, density = [], []
+    for stride, depth in zip((4, 8, 16, 32), depths):
+        grid = torch.zeros(1, -(-input_shape[0] // stride),
+                           -(-input_shape[1] // stride), dtype=torch.bool)
+        h, w = img_shape or input_shape
+        grid[:, :-(-h // stride), :-(-w // stride)] = True
+        masks.append([grid.clone() for _ in range(depth)])
+        density.append(grid.float())
+    return RoutingInfo(masks, density, torch.tensor([2.0]), 4.0)
 
 
-def test_different_routing_different_picture(dit):
-    image = toy_image()
-    half = draw_routing(image, forward(dit, 0.5), 0, (50, 70), (64, 96))
-    full = draw_routing(image, forward(dit, 1.0), 0, (50, 70), (64, 96))
-    assert half.shape == full.shape
-    for stage in range(4):  # every stage's map changes, not only one
-        assert not np.array_equal(stage_panel(half, stage, 140),
-                                  stage_panel(full, stage, 140))
-    assert not np.array_equal(half[:TITLE_HEIGHT], full[:TITLE_HEIGHT])
+def token_pass_routing(stop_layer, num_layers=6):
+    stop = torch.as_tensor(stop_layer)[None]
+    return TokenPassInfo(stop, torch.zeros(1, 2), torch.tensor([1.0]), 2.0,
+                         num_layers)
 
 
-def test_padding_is_cropped_away():
-    """Density 1 over the image and 0 over the padding: the drawn panels show
-    only the image's tokens, so they are uniform."""
-    density, masks = [], []
-    for stride in (4, 8, 16, 32):
-        grid = torch.zeros(1, 64 // stride, 96 // stride)
-        rows, cols = -(-50 // stride), -(-70 // stride)
-        grid[:, :rows, :cols] = 1
-        density.append(grid)
-        masks.append([grid.bool()])
-    routing = RoutingInfo(masks, density, torch.tensor([1.0]), 2.0)
-    image = toy_image(50, 70)
-    picture = draw_routing(image, routing, 0, (50, 70), (64, 96))
-    for stage in range(4):
-        panel = stage_panel(picture, stage, 70).astype(int)
-        expected = 0.4 * image + 0.6 * np.array(YELLOW)
-        assert np.abs(panel - expected).max() <= 1, stage
-    uncropped = draw_routing(image, routing)  # the whole grid, padding too
-    assert not np.array_equal(uncropped, picture)
-
-
+# ------------------------------------------------------------ geometry
 def test_image_region_rounds_partial_tokens_in():
     grid = np.zeros((16, 24))
     assert image_region(grid, (50, 70), (64, 96)).shape == (13, 18)
@@ -114,137 +66,149 @@ def test_image_region_rounds_partial_tokens_in():
         image_region(grid, (65, 70), (64, 96))
 
 
-def test_keep_mask_grid(dit):
-    full = draw_keep_masks(forward(dit, 1.0), 0, (48, 96), (64, 96),
-                           cell_height=32)
-    cell_w = 64  # the region's aspect 2:1 at a height of 32
-    assert full.shape == (TITLE_HEIGHT + 4 * 32 + 3 * GAP,
-                          72 + 2 * (GAP + cell_w), 3)
-    left = 72 + GAP  # after the row labels
-    first_cell = full[TITLE_HEIGHT:TITLE_HEIGHT + 32, left:left + cell_w]
-    assert (first_cell == YELLOW).all()  # the PVTv2 route computes them all
-    half = draw_keep_masks(forward(dit, 0.5), 0, (48, 96), (64, 96),
-                           cell_height=32)
-    first_cell = half[TITLE_HEIGHT:TITLE_HEIGHT + 32, left:left + cell_w]
-    assert (first_cell == PURPLE).all(-1).any()  # some tokens skip block 1
-    assert (first_cell == YELLOW).all(-1).any()  # and some go through it
+def test_token_size():
+    assert token_size(128, 8) == 16
+    assert token_size(147, 10) == 16  # a ViT pads 147 to 160
+    assert token_size(100, 4) == 32   # 100 = 3 strides of 32 and a part
+    assert token_size(20, 1) == 32    # any stride >= 20 draws the same
+    assert token_size(120, 7) == pytest.approx(120 / 7)  # no power of two
 
 
-def test_bad_input_is_refused(dit):
-    routing = forward(dit, 0.5)
+def test_tokens_land_on_the_pixels_they_cover():
+    """An 8x8 grid of 16-pixel tokens over a 128x128 input whose top 100
+    rows are the image, drawn at twice the size: token k covers image rows
+    [32k, 32k + 32), the last one partly."""
+    grid = np.arange(64).reshape(8, 8)
+    drawn = sample_grid(grid, (200, 256), (100, 128), (128, 128))
+    assert drawn.shape == (200, 256)
+    rows = np.arange(200) // 32
+    cols = np.arange(256) // 32
+    assert np.array_equal(drawn, grid[np.ix_(rows, cols)])
+    # a grid that reaches past its input (ViT padding 147 -> 160)
+    grid = np.arange(10)[:, None].repeat(8, 1)
+    drawn = sample_grid(grid, (147, 128), (147, 128), (147, 128))
+    assert np.array_equal(drawn[:, 0], np.arange(147) // 16)
+    # no shapes: the grid covers the image
+    assert np.array_equal(sample_grid(np.eye(2), (4, 4)),
+                          np.kron(np.eye(2), np.ones((2, 2))))
+
+
+# ------------------------------------------------------------- pictures
+def test_dit_static_route_is_one_colour_at_full_brightness():
+    """Every block over every token: each location has the same share (1) at
+    every scale, so the finest scale's colour at full brightness."""
+    image = toy_image()
+    picture = draw_routing_overlay(image, dit_routing(), 0)
+    assert picture.shape == image.shape and picture.dtype == np.uint8
+    assert np.array_equal(legend_free(picture),
+                          legend_free(blend(image, SCALE_COLOURS[0])))
+
+
+def test_dit_padding_is_cropped_away_and_depth_darkens():
+    image = toy_image(100, 140)
+    routing = dit_routing((128, 192), (100, 140))
+    picture = draw_routing_overlay(image, routing, 0, (100, 140), (128, 192))
+    expected = blend(image, SCALE_COLOURS[0])
+    assert np.array_equal(legend_free(picture), legend_free(expected))
+    uncropped = draw_routing_overlay(image, routing, 0)
+    assert not np.array_equal(legend_free(uncropped), legend_free(expected))
+    # only stride 32 computed, one block of two: blue at 0.2 + 0.8 / 8
+    for stage, masks in enumerate(routing.keep_masks):
+        for mask in masks:
+            mask.zero_()
+        routing.density[stage].zero_()
+    routing.density[3].fill_(0.5)
+    routing.keep_masks[3][0].fill_(True)
+    picture = draw_routing_overlay(image, routing, 0, (100, 140), (128, 192))
+    colour = np.rint(np.array(SCALE_COLOURS[3]) * (0.2 + 0.8 / 8))
+    assert np.array_equal(legend_free(picture),
+                          legend_free(blend(image, colour)))
+
+
+def test_token_pass_colours_by_stop_layer_and_legend():
+    stop = torch.full((4, 4), 5)
+    stop[:2, :2] = 1  # the top-left quarter stopped after layer 1
+    routing = token_pass_routing(stop)
+    image = toy_image(80, 80, value=128)
+    picture = draw_routing_overlay(image, routing, 0, head_layers=[1, 3])
+    # the legend lists layers 1, 3 and 5 (all 6): one more line than without
+    # head_layers (1 and 5 only), so its box is taller
+    present = draw_routing_overlay(image, routing, 0)
+    assert (picture[:, :40] != present[:, :40]).any()
+    bottom = picture[60:, 60:]
+    assert (bottom == bottom[0, 0]).all()
+    # viridis at 6/6 (yellow) over mid grey
+    assert np.abs(bottom[0, 0].astype(int) - [190, 179, 82]).max() <= 2
+    quiet = draw_routing_overlay(image, token_pass_routing(torch.full(
+        (4, 4), 5)), 0)
+    assert np.array_equal(quiet[60:, 60:], bottom)
+
+
+def test_mixed_scale_colours_and_token_outlines():
+    scale_map = torch.zeros(4, 4, dtype=torch.bool)
+    scale_map[2:, 2:] = True  # the bottom-right region is one coarse token
+    routing = MixedScaleInfo(
+        torch.full((1, 4, 4), 5), torch.zeros(1, 0), torch.tensor([1.0]),
+        2.0, 6, coarse=torch.tensor([[[False, False], [False, True]]]),
+        scale_map=scale_map[None], num_tokens=torch.tensor([13]),
+        fine_patches=16)
+    image = toy_image(64, 64, value=100)
+    picture = draw_routing_overlay(image, routing, 0, (64, 64), (64, 64))
+    coarse, fine = blend(image, COARSE_COLOUR), blend(image, FINE_COLOUR)
+    # inside the coarse token (no outline across it) and a fine token
+    assert np.array_equal(picture[40:63, 40:63], coarse[40:63, 40:63])
+    assert np.array_equal(picture[49:63, 17:31], fine[49:63, 17:31])
+    # outlines: between fine tokens at column 16 / row 48, none at 48 inside
+    # the coarse token
+    assert (picture[50:60, 16] > fine[50:60, 16]).all()
+    assert np.array_equal(picture[50:60, 48], coarse[50:60, 48])
+
+
+def test_legend_is_drawn_and_fits_small_images():
+    """White image, routing colours blended over it: the legend's box is
+    whiter, its text black; it keeps to 60% of the height where it can."""
+    for h, w in ((200, 180), (100, 120), (60, 60), (20, 300)):
+        image = toy_image(h, w, value=255)
+        picture = draw_routing_overlay(image, dit_routing(), 0)
+        overlay = blend(image, SCALE_COLOURS[0])
+        assert (picture[:2, :3] > overlay[:2, :3]).all()  # the box's margin
+        assert (picture[:max(h * 6 // 10, 12), :w * 6 // 10] < 80).any()
+        if h >= 100:
+            assert np.array_equal(legend_free(picture), legend_free(overlay))
+
+
+def test_box_dims_what_the_model_did_not_see():
+    image = toy_image(80, 120)
+    box = (10, 20, 70, 100)
+    picture = draw_routing_overlay(image, dit_routing(), 0, box=box)
+    outside = (image * OUTSIDE).astype(np.uint8)
+    assert np.array_equal(picture[75:, :], outside[75:, :])
+    assert np.array_equal(picture[50:70, 75:100],
+                          blend(image, SCALE_COLOURS[0])[50:70, 75:100])
+
+
+def test_model_box():
+    # resized (scale factors (w, h)) and not cropped: the whole image
+    meta = dict(img_shape=(64, 91), scale_factor=(91 / 91, 64 / 64))
+    assert model_box(meta, (64, 91)) == (0, 0, 64, 91)
+    assert model_box(dict(img_shape=(30, 40)), (60, 80)) == (0, 0, 60, 80)
+    # mmpretrain: ResizeEdge(64) of 64x91 then CenterCrop(64): the middle
+    meta = dict(img_shape=(64, 64), scale_factor=(1.0, 1.0))
+    assert model_box(meta, (64, 91)) == (0, 14, 64, 78)
+    # 93x81 -> 73x64 (x 0.785) -> rows 4 ... 67 of 73, 5 ... 86 of 93
+    meta = dict(img_shape=(64, 64), scale_factor=(64 / 81, 73 / 93))
+    assert model_box(meta, (93, 81)) == (5, 0, 87, 81)
+
+
+def test_bad_input_is_refused():
+    routing = dit_routing()
     with pytest.raises(ValueError, match='uint8 RGB'):
-        draw_routing(toy_image().astype(np.float32), routing)
+        draw_routing_overlay(toy_image().astype(np.float32), routing)
     with pytest.raises(ValueError, match='uint8 RGB'):
-        draw_routing(toy_image()[..., 0], routing)
-    with pytest.raises(IndexError, match='batch of 2'):
-        draw_routing(toy_image(), routing, index=2)
-
-
-# ------------------------------------------------------------- the tool
-@pytest.fixture(scope='module')
-def checkpoint(tmp_path_factory):
-    """An initialised (untrained) toy Mask R-CNN, saved as a runner would."""
-    from mmdet.registry import MODELS
-    init_default_scope('mmdet')
-    torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(str(ROOT / TOY_CONFIG)).model)
-    model.init_weights()
-    path = tmp_path_factory.mktemp('ckpt') / 'toy_maskrcnn.pth'
-    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
-    return path
-
-
-@pytest.fixture(scope='module')
-def toy_image_path(toy_data):
-    return sorted((toy_data / 'coco' / 'val2017').glob('*.jpg'))[0]
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location('show_routing', ROOT / TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_tool_draws_a_toy_image(checkpoint, toy_image_path, tmp_path):
-    out = tmp_path / 'sub' / 'routing.png'
-    log = run_tool(TOOL, TOY_CONFIG, checkpoint, toy_image_path, '--out', out,
-                   '--budget', '0.5')
-    assert 'realized FLOPs: 0.500 of the PVTv2 route (budget: 0.5)' in log
-    picture = cv2.imread(str(out))
-    image = cv2.imread(str(toy_image_path))
-    assert picture is not None
-    h, w = image.shape[:2]
-    assert picture.shape == (TITLE_HEIGHT + h, 5 * w + 4 * GAP, 3)
-    assert np.array_equal(picture[TITLE_HEIGHT:, :w], image)
-    assert not np.array_equal(picture[TITLE_HEIGHT:, w + GAP:2 * w + GAP],
-                              image)
-
-
-def test_tool_refuses_a_backbone_without_routing(checkpoint, toy_image_path,
-                                                 tmp_path):
-    config = tmp_path / 'resnet_toy.py'
-    config.write_text(
-        f"_base_ = '{ROOT / TOY_CONFIG}'\n"
-        "model = dict(\n"
-        "    backbone=dict(_delete_=True, type='ResNet', depth=18),\n"
-        "    neck=dict(in_channels=[64, 128, 256, 512]))\n")
-    out = tmp_path / 'routing.png'
-    log = run_tool(TOOL, config, checkpoint, toy_image_path, '--out', out,
-                   check=False)
-    assert 'backbone of resnet_toy.py is ResNet' in log, log[-3000:]
-    assert not out.exists()
-
-
-@pytest.mark.parametrize('case', ['checkpoint', 'image', 'config'])
-def test_tool_names_a_missing_input(case, checkpoint, toy_image_path,
-                                    tmp_path):
-    paths = dict(config=ROOT / TOY_CONFIG, checkpoint=checkpoint,
-                 image=toy_image_path)
-    paths[case] = tmp_path / f'no_{case}.xyz'
-    with pytest.raises(SystemExit, match=f'{case} .*no_{case}.xyz does not '
-                       'exist'):
-        load_tool().main([str(paths['config']), str(paths['checkpoint']),
-                          str(paths['image']), '--out',
-                          str(tmp_path / 'r.png')])
-    assert not (tmp_path / 'r.png').exists()
-
-
-def test_tool_overwrites_nothing_but_a_png_out(checkpoint, toy_image_path,
-                                              tmp_path):
-    tool = load_tool()
-    image_copy = tmp_path / 'image.png'
-    image_copy.write_bytes(toy_image_path.read_bytes())
-    before = image_copy.read_bytes()
-    args = [str(ROOT / TOY_CONFIG), str(checkpoint), str(image_copy)]
-    with pytest.raises(SystemExit, match='is one of the inputs'):
-        tool.main(args + ['--out', str(image_copy)])
-    assert image_copy.read_bytes() == before
-    notes = tmp_path / 'notes.txt'
-    notes.write_text('mine')
-    with pytest.raises(SystemExit, match='must name a .png'):
-        tool.main(args + ['--out', str(notes)])
-    assert notes.read_text() == 'mine'
-    folder = tmp_path / 'folder.png'
-    folder.mkdir()
-    with pytest.raises(SystemExit, match='not a plain file'):
-        tool.main(args + ['--out', str(folder)])
-
-
-@pytest.mark.parametrize('bad', ['0', '1.5', 'half', 'nan'])
-def test_tool_refuses_a_bad_budget(bad, capsys):
-    with pytest.raises(SystemExit):
-        load_tool().parse_args(['c.py', 'k.pth', 'i.jpg', '--out', 'o.png',
-                                '--budget', bad])
-    assert "a budget is 'none' or a number in (0, 1]" in \
-        capsys.readouterr().err
-
-
-def test_tool_budget_choices():
-    tool = load_tool()
-    base = ['c.py', 'k.pth', 'i.jpg', '--out', 'o.png']
-    assert 'budget' not in vars(tool.parse_args(base))  # the config's
-    assert tool.parse_args(base + ['--budget', 'None']).budget is None
-    assert tool.parse_args(base + ['--budget', '1.0']).budget == 1.0
-    assert tool.parse_args(base + ['--budget', '0.5']).budget == 0.5
-
+        draw_routing_overlay(toy_image()[..., 0], routing)
+    with pytest.raises(IndexError, match='batch of 1'):
+        draw_routing_overlay(toy_image(), routing, index=1)
+    with pytest.raises(ValueError, match='not inside'):
+        draw_routing_overlay(toy_image(), routing, box=(0, 0, 101, 10))
+    with pytest.raises(TypeError, match='no routing picture for dict'):
+        draw_routing_overlay(toy_image(), dict(flops=[1]))

@@ -2,9 +2,12 @@
 # The main job of the README on its embedded default: set up .venv
 # (idempotent), generate the toy COCO set, train Mask R-CNN on it on the CPU,
 # evaluate the final checkpoint (bbox and segm mAP through CocoMetric) and
-# draw how its DiT backbone routed one val image ($WORK_DIR/routing.png).
+# draw how its DiT backbone routed one val image
+# ($WORK_DIR/routing/<image stem>_routing.png; at budgets 1.0 and 0.5 in
+# routing/budget_<r>/), and sweep the run-time budget: mAP against executed
+# FLOPs and latency, PVTv2 marked ($WORK_DIR/sweep/sweep.png).
 # Run again, it finds the data and the finished run and only re-evaluates
-# and redraws.
+# and redraws (the sweep only if the checkpoint is newer than its plot).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$ROOT/tools/setup_env.sh"
@@ -33,6 +36,22 @@ fi
 "$PY" tools/test.py "$CONFIG" "$FINAL" --work-dir "$WORK_DIR"
 IMAGES=(data/toy/coco/val2017/*.jpg)  # sorted by name: the first val image
 IMAGE=${IMAGES[0]}
-"$PY" tools/analysis/show_routing.py "$CONFIG" "$FINAL" "$IMAGE" \
-  --out "$WORK_DIR/routing.png"
-echo "[demo] the routing of $IMAGE is drawn in $WORK_DIR/routing.png"
+STEM=$(basename "${IMAGE%.*}")
+# the learned decisions, then two run-time budgets
+"$PY" tools/visualize_routing.py "$CONFIG" "$FINAL" "$IMAGE" \
+  --out-dir "$WORK_DIR/routing"
+for BUDGET in 1.0 0.5; do
+  "$PY" tools/visualize_routing.py "$CONFIG" "$FINAL" "$IMAGE" \
+    --budget $BUDGET --out-dir "$WORK_DIR/routing/budget_$BUDGET"
+done
+echo "[demo] the routing of $IMAGE is drawn in" \
+     "$WORK_DIR/routing/${STEM}_routing.png (learned) and" \
+     "$WORK_DIR/routing/budget_{1.0,0.5}/"
+SWEEP=$WORK_DIR/sweep
+if [[ -f $SWEEP/sweep.png && $SWEEP/sweep.png -nt $FINAL ]]; then
+  echo "[demo] $SWEEP/sweep.png is newer than $FINAL: the sweep is done"
+else  # mAP, executed FLOPs and latency at each budget and of PVTv2
+  "$PY" tools/analysis_tools/sweep_budget.py "$CONFIG" "$FINAL" \
+    --budgets 1.0 0.75 0.5 none --out-dir "$SWEEP"
+fi
+echo "[demo] the budget trade-off is drawn in $SWEEP/sweep.png"

@@ -2,7 +2,7 @@
 the full ViT (mmseg ``VisionTransformer``) in the same run: the token-pass ViT
 (DoViT) or the mixed-scale ViT (MSViT).
 
-    python tools/analysis/benchmark_vit_latency.py [--method token-pass]
+    python tools/analysis_tools/benchmark_vit_latency.py [--method token-pass]
         [--arch b] [--size 512 512] [--budgets 1.0 0.75 0.5] [--batch 1]
         [--repeats 10] [--warmup 2] [--threads N] [--max-ratio R]
         [--json OUT]
@@ -25,6 +25,8 @@ import sys
 
 import torch
 
+from dit_mm.analysis.latency import add_timing_args
+from dit_mm.analysis.static_peer import backbone_difference
 from dit_mm.engine.cli import budget_type, positive_int
 from dit_mm.models.backbones import (MixedScaleViT, TokenPassViT,
                                      resolve_vit_arch)
@@ -50,10 +52,7 @@ def parse_args(argv=None):
                         default=[1.0, 0.75, 0.5],
                         help='set_budget values (1.0 is always added)')
     parser.add_argument('--batch', type=positive_int, default=1)
-    parser.add_argument('--repeats', type=positive_int, default=10)
-    parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--threads', type=positive_int, default=None)
-    parser.add_argument('--seed', type=int, default=0)
+    add_timing_args(parser)
     parser.add_argument('--max-ratio', type=float, default=None)
     parser.add_argument('--json', metavar='OUT')
     return parser.parse_args(argv)
@@ -94,10 +93,7 @@ def main(argv=None):
     def config_name(budget: float) -> str:
         return f'{args.method} budget={budget}'
     x = torch.randn(args.batch, 3, *args.size)
-    with torch.no_grad():
-        ours.set_budget(1.0)
-        diff = max(float((a - b).abs().max())
-                   for a, b in zip(ours(x), vit(x)))
+    diff = backbone_difference(ours, vit, x)
 
     vit_call, call = forward_calls(ours, vit, x)
 

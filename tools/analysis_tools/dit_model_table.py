@@ -1,6 +1,6 @@
 """Tabulate DiT b0-b5: parameters, FLOPs (counted and measured) and CPU latency.
 
-    python tools/analysis/dit_model_table.py [--archs b0 ... b5]
+    python tools/analysis_tools/dit_model_table.py [--archs b0 ... b5]
         [--budget 0.5] [--latency-size H W] [--repeats 5] [--warmup 1]
         [--no-latency] [--no-jit-count] [--threads N] [--json OUT]
 

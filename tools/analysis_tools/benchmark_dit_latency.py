@@ -1,6 +1,6 @@
 """Measure DiT's wall-clock latency under compute budgets against static PVTv2.
 
-    python tools/analysis/benchmark_dit_latency.py [--arch b2]
+    python tools/analysis_tools/benchmark_dit_latency.py [--arch b2]
         [--size 512 512] [--budgets 1.0 0.75 0.5] [--learned] [--batch 1]
         [--repeats 10] [--warmup 2] [--threads N] [--profile [ROWS]]
         [--max-ratio R] [--json OUT]
@@ -28,11 +28,12 @@ import sys
 
 import torch
 
+from dit_mm.analysis.latency import add_timing_args
+from dit_mm.analysis.static_peer import backbone_difference
 from dit_mm.engine.cli import budget_type, positive_int
 from bench_common import (build_pair, environment, fmt, forward_calls,
                           interleaved_latency, load_average, markdown_table,
-                          max_route_difference, paired_ratio, ratio_exit_code,
-                          write_json)
+                          paired_ratio, ratio_exit_code, write_json)
 
 PVT = 'mmdet PVTv2'
 
@@ -53,13 +54,7 @@ def parse_args(argv=None):
                         help='also time set_budget(None), the learned gate '
                         'decisions (random-init gates: near the PVTv2 route)')
     parser.add_argument('--batch', type=positive_int, default=1)
-    parser.add_argument('--repeats', type=positive_int, default=10,
-                        help='timed round-robin rounds')
-    parser.add_argument('--warmup', type=int, default=2,
-                        help='untimed rounds before timing')
-    parser.add_argument('--threads', type=positive_int, default=None,
-                        help="torch threads (default: leave torch's setting)")
-    parser.add_argument('--seed', type=int, default=0)
+    add_timing_args(parser)
     parser.add_argument('--profile', type=int, nargs='?', const=15, default=0,
                         metavar='ROWS', help='after timing, print the top ROWS '
                         'operators (torch.profiler, self CPU time) of one '
@@ -100,7 +95,7 @@ def main(argv=None):
     budgets = sorted(set(args.budgets) | {1.0}, reverse=True)
     dit, pvt = build_pair(args.arch, args.seed)
     x = torch.randn(args.batch, 3, *args.size)
-    diff = max_route_difference(dit, pvt, x)
+    diff = backbone_difference(dit, pvt, x)
 
     configs = [None] if args.learned else []
     configs = budgets + configs

@@ -1,0 +1,217 @@
+"""Evaluate a trained dynamic model at several budgets and draw its
+trade-off: the metric against measured FLOPs and against measured latency,
+with the static peer marked.
+
+    python tools/analysis_tools/sweep_budget.py CONFIG CHECKPOINT
+        [--budgets 1.0 0.75 0.5] [--metric KEY] [--flops-images N]
+        [--repeats N] [--warmup N] [--threads N] [--out-dir DIR]
+        [--cfg-options k=v ...]
+
+For every budget the config's own test loop runs (real dataset, real metric,
+``Runner.test``) with ``backbone.set_budget(r)``; then once more with the
+backbone swapped for its static peer carrying the same weights (mmdet PVTv2
+for DiT, mmseg ViT for token pass and MSViT). FLOPs are the executed
+multiply-accumulates of the whole model per image (``get_flops.py``'s
+counter), mean over the first ``--flops-images`` val images; latency is the
+whole model's (``mode='predict'``, batch 1, the first val image, CPU), the
+budgets and the peer timed round-robin in the same run. ``none`` among the
+budgets adds the learned decisions (or the stop threshold). Writes
+``OUT_DIR/sweep.png`` and ``OUT_DIR/sweep.json`` (default OUT_DIR:
+``work_dirs/sweep_<config name>``) and prints a table.
+"""
+import argparse
+import os.path as osp
+import statistics
+import sys
+
+import matplotlib
+
+matplotlib.use('Agg')  # noqa: E402  (files only, no display)
+import matplotlib.pyplot as plt  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
+
+import dit_mm  # noqa: F401,E402  (registers modules, safe checkpoint loading)
+from dit_mm.analysis.latency import (interleaved_latency,  # noqa: E402
+                                     latency_stats)
+from dit_mm.analysis.model_flops import measure  # noqa: E402
+from dit_mm.analysis.report import (environment, fmt,  # noqa: E402
+                                    markdown_table, write_json)
+from dit_mm.analysis.static_peer import (peer_name,  # noqa: E402
+                                         with_static_peer)
+from dit_mm.analysis.task_model import (budget, is_dynamic,  # noqa: E402
+                                        predict_preprocessed, preprocess,
+                                        val_batches)
+from dit_mm.engine.cli import (budget_type, build_runner,  # noqa: E402
+                               load_config, positive_int)
+
+PREFERRED_METRICS = ('coco/bbox_mAP', 'mIoU', 'accuracy/top1')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config')
+    parser.add_argument('checkpoint')
+    parser.add_argument('--budgets', type=budget_type(allow_none=True),
+                        nargs='+', default=[1.0, 0.75, 0.5],
+                        help="set_budget values; 'none': the learned "
+                        'decisions (or threshold)')
+    parser.add_argument('--metric', help='metric key to plot (default: '
+                        f'the first of {", ".join(PREFERRED_METRICS)} the '
+                        "test loop reports, else its first)")
+    parser.add_argument('--flops-images', type=positive_int, default=4)
+    parser.add_argument('--repeats', type=positive_int, default=5)
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--threads', type=positive_int)
+    parser.add_argument('--out-dir')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(argv)
+
+
+def choose_metric(metrics: dict, wanted=None) -> str:
+    if wanted is not None:
+        if wanted not in metrics:
+            raise SystemExit(f'error: --metric {wanted} is not among the '
+                             f'metrics the test loop reports: '
+                             f'{", ".join(metrics)}')
+        return wanted
+    return next((k for k in PREFERRED_METRICS if k in metrics),
+                next(iter(metrics)))
+
+
+def evaluate(runner, backbone_budget=None, peer=None) -> dict:
+    """The test loop's metrics at a budget, or with ``peer`` as backbone
+    (numbers as Python floats)."""
+    model = runner.model
+    own = model.backbone
+    if peer is None:
+        model.backbone.set_budget(backbone_budget)
+    else:
+        model.backbone = peer
+    try:
+        metrics = runner.test()
+    finally:
+        model.backbone = own
+    return {k: float(v) if isinstance(v, (int, float)) or hasattr(
+        v, 'item') else v for k, v in metrics.items()}
+
+
+def mean_flops(model, batches, route) -> tuple:
+    """Mean executed GFLOPs per image: (whole model, backbone)."""
+    report = measure(model, batches, route, progress=False)
+    return report.mean('total') / 1e9, report.mean('backbone') / 1e9
+
+
+def label(route) -> str:
+    return 'learned' if route is None else f'budget {route:g}'
+
+
+def latencies(model, peer_model, data, budgets, repeats, warmup):
+    """Median ms of the whole model at each budget and of the peer model."""
+    def call(target, route):
+        def run():
+            with budget(target, route):
+                predict_preprocessed(target, data)
+        return run
+    fns = {label(b): call(model, b) for b in budgets}
+    fns['peer'] = call(peer_model, 'config')
+    times = interleaved_latency(fns, repeats, warmup, progress=True)
+    return {name: latency_stats(t) for name, t in times.items()}
+
+
+def draw(points, peer, metric: str, title: str, path: str) -> None:
+    """Metric against GFLOPs and against latency; budgets labelled, the
+    static peer a red star."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for ax, key, label in ((axes[0], 'gflops', 'GFLOPs per image (executed)'),
+                           (axes[1], 'latency_ms', 'latency, ms per image')):
+        xs = [p[key] for p in points]
+        ys = [p['metric'] for p in points]
+        ax.plot(xs, ys, 'o-', color='tab:blue', label='dynamic')
+        for p in points:
+            ax.annotate(p['label'].replace('budget ', ''),
+                        (p[key], p['metric']),
+                        textcoords='offset points', xytext=(4, 4),
+                        fontsize=8)
+        ax.plot([peer[key]], [peer['metric']], '*', color='tab:red',
+                markersize=14, label=peer['name'])
+        ax.set_xlabel(label)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    env = environment(args.threads)
+    for path, what in ((args.config, 'config'),
+                       (args.checkpoint, 'checkpoint')):
+        if not osp.isfile(path):
+            raise SystemExit(f'error: {what} {path} does not exist')
+    name = osp.splitext(osp.basename(args.config))[0]
+    out_dir = args.out_dir or osp.join('work_dirs', f'sweep_{name}')
+    cfg = load_config(args.config, args.cfg_options)
+    cfg.work_dir = osp.join(out_dir, 'test_runs')
+    cfg.load_from = args.checkpoint
+    runner = build_runner(cfg)
+    model = runner.model
+    if not is_dynamic(getattr(model, 'backbone', None)):
+        raise SystemExit(f'error: the backbone of {name} takes no budget; '
+                         'sweep_budget sweeps DiT, TokenPassViT and '
+                         'MixedScaleViT models')
+    budgets = sorted({b for b in args.budgets if b is not None},
+                     reverse=True) + ([None] if None in args.budgets else [])
+    configured = model.backbone.budget
+    metrics = {b: evaluate(runner, b) for b in budgets}  # loads the weights
+    model.eval()
+    peer_model = with_static_peer(model)
+    peer_metrics = evaluate(runner, peer=peer_model.backbone)
+    key = choose_metric(metrics[budgets[0]], args.metric)
+
+    batches = val_batches(cfg, args.flops_images)
+    gflops = {b: mean_flops(model, batches, b) for b in budgets}
+    peer_gflops = mean_flops(peer_model, batches, 'config')
+    data = preprocess(model, val_batches(cfg, 1)[0])
+    stats = latencies(model, peer_model, data, budgets, args.repeats,
+                      args.warmup)
+    model.backbone.set_budget(configured)
+
+    points = [dict(budget=b, label=label(b), metric=float(metrics[b][key]),
+                   gflops=gflops[b][0], backbone_gflops=gflops[b][1],
+                   latency_ms=stats[label(b)]['median_ms'],
+                   metrics=metrics[b]) for b in budgets]
+    peer_point = dict(name=f'{peer_name(model.backbone)} (static)',
+                      metric=float(peer_metrics[key]),
+                      gflops=peer_gflops[0], backbone_gflops=peer_gflops[1],
+                      latency_ms=stats['peer']['median_ms'],
+                      metrics=peer_metrics)
+    rows = [[p['label'], fmt(p['metric'], 4), fmt(p['gflops'], 3),
+             fmt(p['backbone_gflops'], 3), fmt(p['latency_ms'], 1),
+             fmt(p['latency_ms'] / peer_point['latency_ms'])]
+            for p in points]
+    rows.append([peer_point['name'], fmt(peer_point['metric'], 4),
+                 fmt(peer_gflops[0], 3), fmt(peer_gflops[1], 3),
+                 fmt(peer_point['latency_ms'], 1),
+                 '1.000'])
+    print(f'\n## {name}: {key} against executed GFLOPs and latency '
+          f'(whole model, batch 1, {env["threads"]} threads, medians of '
+          f'{args.repeats} rounds)\n')
+    print(markdown_table(['route', key, 'GFLOPs / image', 'backbone',
+                          'latency ms', 'latency / peer'], rows))
+    png = osp.join(out_dir, 'sweep.png')
+    draw(points, peer_point, key,
+         f'{name}: {osp.basename(args.checkpoint)}', png)
+    write_json(osp.join(out_dir, 'sweep.json'), dict(
+        config=args.config, checkpoint=args.checkpoint, metric=key,
+        flops_images=len(batches), points=points, peer=peer_point,
+        latency=stats, environment=env,
+        median_latency_ms=statistics.median(p['latency_ms']
+                                            for p in points)))
+    print(f'trade-off plot: {png}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
