@@ -138,9 +138,6 @@ def _formulas() -> Dict[object, Tuple[str, Callable]]:
         packet = getattr(aten, name, None)
         if packet is not None:  # some kernels exist only in some builds
             formulas[packet] = entry
-    # the batch-norm fallback of the eval path counts as eval
-    formulas[aten._native_batch_norm_legit_no_training] = (
-        'norm', _batch_norm(None))
     return formulas
 
 

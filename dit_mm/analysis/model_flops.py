@@ -12,7 +12,8 @@ from typing import Dict, List, Optional, Sequence
 from mmengine.utils import ProgressBar
 from torch import nn
 
-from .flop_counter import FlopCounter, count_flops, module_groups, stages
+from .flop_counter import (FlopCounter, count_flops, module_groups, stages,
+                           subtotal)
 from .task_model import budget, is_dynamic, predict_preprocessed, preprocess
 
 # Transformer blocks of the backbones measured here: ours and the static
@@ -86,16 +87,11 @@ def image_flops(counter: FlopCounter, names: Sequence[str],
     parts = {'total': counter.total}
     for name in names:
         if name not in ('total', 'backbone blocks'):
-            parts[name] = _subtotal(counter.by_module, name)
+            parts[name] = subtotal(counter.by_module, name)
     if blocks:
         parts['backbone blocks'] = sum(
-            _subtotal(counter.by_module, b) for b in blocks)
+            subtotal(counter.by_module, b) for b in blocks)
     return parts
-
-
-def _subtotal(by_module: Dict[str, int], prefix: str) -> int:
-    return sum(v for k, v in by_module.items()
-               if k == prefix or k.startswith(prefix + '.'))
 
 
 def measure(model: nn.Module, batches: Sequence[dict], route='config',

@@ -1,12 +1,14 @@
-"""A config's whole model in eval mode, the batches it predicts on, and its
-static peer: what the measuring tools (FLOPs, latency, budget sweeps) share.
+"""A config's whole model in eval mode, the batches it predicts on and the
+budget it runs at: what the measuring tools (FLOPs, latency, budget sweeps)
+share.
 
 Every library (mmdet, mmseg, mmpretrain) is handled the same way: the model is
 built in the config's scope, a batch is a data dict as the val dataloader
-gives it (``inputs`` uint8 images, ``data_samples`` with their metainfo), and
-:func:`predict` runs the model's own data preprocessor and then
-``mode='predict'``, so post-processing (NMS, resizing the logits back) is part
-of what is measured, as it is of what a user runs.
+gives it (``inputs`` uint8 images, ``data_samples`` with their metainfo),
+:func:`preprocess` runs the model's own data preprocessor and
+:func:`predict_preprocessed` then ``mode='predict'``, so post-processing (NMS,
+resizing the logits back) is part of what is measured, as it is of what a
+user runs.
 """
 import copy
 from contextlib import contextmanager
@@ -167,11 +169,6 @@ def val_batches(cfg: Config, num_images: int,
     if seen == 0:
         raise ValueError(f'the val set of {cfg.filename} is empty')
     return batches
-
-
-def predict(model: nn.Module, batch: Dict[str, list]):
-    """The model's predictions on a data dict (its preprocessor first)."""
-    return predict_preprocessed(model, preprocess(model, batch))
 
 
 def predict_preprocessed(model: nn.Module, data: dict):

@@ -119,14 +119,19 @@ def latencies(model, peer_model, data, budgets, repeats, warmup):
 
 
 def draw(points, peer, metric: str, title: str, path: str) -> None:
-    """Metric against GFLOPs and against latency; budgets labelled, the
-    static peer a red star."""
+    """Metric against GFLOPs and against latency: the fixed budgets a
+    labelled line, the learned decisions a green diamond, the static peer a
+    red star."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    fixed = [p for p in points if p['budget'] is not None]
+    learned = [p for p in points if p['budget'] is None]
     for ax, key, label in ((axes[0], 'gflops', 'GFLOPs per image (executed)'),
                            (axes[1], 'latency_ms', 'latency, ms per image')):
-        xs = [p[key] for p in points]
-        ys = [p['metric'] for p in points]
-        ax.plot(xs, ys, 'o-', color='tab:blue', label='dynamic')
+        ax.plot([p[key] for p in fixed], [p['metric'] for p in fixed], 'o-',
+                color='tab:blue', label='set_budget(r)')
+        if learned:
+            ax.plot([learned[0][key]], [learned[0]['metric']], 'D',
+                    color='tab:green', markersize=8, label='learned')
         for p in points:
             ax.annotate(p['label'].replace('budget ', ''),
                         (p[key], p['metric']),
