@@ -29,6 +29,7 @@ __all__ = ['build_pair', 'build_pvt', 'environment', 'fmt', 'forward_calls',
            'num_params', 'paired_ratio', 'quiet_mmengine', 'ratio_exit_code',
            'write_json']
 
+
 def forward_calls(dynamic, static, x):
     """``(static_call, dynamic_call)``: a no-grad forward of the static model
     (PVTv2, ViT) on ``x``, and a factory of no-grad forwards of the dynamic one

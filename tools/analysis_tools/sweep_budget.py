@@ -24,25 +24,19 @@ import os.path as osp
 import statistics
 import sys
 
-import matplotlib
+from mmengine.config import DictAction
 
-matplotlib.use('Agg')  # noqa: E402  (files only, no display)
-import matplotlib.pyplot as plt  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
-
-import dit_mm  # noqa: F401,E402  (registers modules, safe checkpoint loading)
-from dit_mm.analysis.latency import (interleaved_latency,  # noqa: E402
-                                     latency_stats)
-from dit_mm.analysis.model_flops import measure  # noqa: E402
-from dit_mm.analysis.report import (environment, fmt,  # noqa: E402
-                                    markdown_table, write_json)
-from dit_mm.analysis.static_peer import (peer_name,  # noqa: E402
-                                         with_static_peer)
-from dit_mm.analysis.task_model import (budget, is_dynamic,  # noqa: E402
+import dit_mm  # noqa: F401  (registers modules, safe checkpoint loading)
+from dit_mm.analysis.latency import interleaved_latency, latency_stats
+from dit_mm.analysis.model_flops import measure
+from dit_mm.analysis.report import (environment, fmt, markdown_table,
+                                    write_json)
+from dit_mm.analysis.static_peer import peer_name, with_static_peer
+from dit_mm.analysis.task_model import (budget, is_dynamic,
                                         predict_preprocessed, preprocess,
                                         val_batches)
-from dit_mm.engine.cli import (budget_type, build_runner,  # noqa: E402
-                               load_config, positive_int)
+from dit_mm.engine.cli import (budget_type, build_runner, load_config,
+                               positive_int)
 
 PREFERRED_METRICS = ('coco/bbox_mAP', 'mIoU', 'accuracy/top1')
 
@@ -78,17 +72,16 @@ def choose_metric(metrics: dict, wanted=None) -> str:
                 next(iter(metrics)))
 
 
-def evaluate(runner, backbone_budget=None, peer=None) -> dict:
-    """The test loop's metrics at a budget, or with ``peer`` as backbone
-    (numbers as Python floats)."""
+def evaluate(runner, route=None, peer=None) -> dict:
+    """The test loop's metrics at budget ``route``, or with ``peer`` as
+    backbone (numbers as Python floats)."""
     model = runner.model
     own = model.backbone
-    if peer is None:
-        model.backbone.set_budget(backbone_budget)
-    else:
-        model.backbone = peer
+    if peer is not None:
+        model.backbone = peer  # takes no budget: ``route`` does nothing
     try:
-        metrics = runner.test()
+        with budget(model, route):
+            metrics = runner.test()
     finally:
         model.backbone = own
     return {k: float(v) if isinstance(v, (int, float)) or hasattr(
@@ -122,6 +115,9 @@ def draw(points, peer, metric: str, title: str, path: str) -> None:
     """Metric against GFLOPs and against latency: the fixed budgets a
     labelled line, the learned decisions a green diamond, the static peer a
     red star."""
+    import matplotlib
+    matplotlib.use('Agg')  # files only, no display
+    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     fixed = [p for p in points if p['budget'] is not None]
     learned = [p for p in points if p['budget'] is None]
@@ -168,7 +164,6 @@ def main(argv=None):
                          'MixedScaleViT models')
     budgets = sorted({b for b in args.budgets if b is not None},
                      reverse=True) + ([None] if None in args.budgets else [])
-    configured = model.backbone.budget
     metrics = {b: evaluate(runner, b) for b in budgets}  # loads the weights
     model.eval()
     peer_model = with_static_peer(model)
@@ -178,10 +173,9 @@ def main(argv=None):
     batches = val_batches(cfg, args.flops_images)
     gflops = {b: mean_flops(model, batches, b) for b in budgets}
     peer_gflops = mean_flops(peer_model, batches, 'config')
-    data = preprocess(model, val_batches(cfg, 1)[0])
+    data = preprocess(model, batches[0])
     stats = latencies(model, peer_model, data, budgets, args.repeats,
                       args.warmup)
-    model.backbone.set_budget(configured)
 
     points = [dict(budget=b, label=label(b), metric=float(metrics[b][key]),
                    gflops=gflops[b][0], backbone_gflops=gflops[b][1],
