@@ -93,7 +93,9 @@ def test_aux_losses_in_training_only():
     model.train()
     model(x)
     aux = model.aux_losses()
-    assert set(aux) == {'loss_budget', 'flops_ratio'}
+    assert set(aux) == {'loss_budget', 'flops_ratio', 'budget_weight',
+                        'gumbel_tau'}
+    assert aux['budget_weight'].item() == 2.0 and aux['gumbel_tau'] == 1.0
     expected = model.routing.expected_fraction
     assert expected.shape == (2, )
     torch.testing.assert_close(aux['loss_budget'],
@@ -121,6 +123,39 @@ def test_aux_losses_in_training_only():
     plain(x)
     assert plain.routing.expected_fraction is not None
     assert plain.aux_losses() == {}
+
+
+def test_gumbel_temperature_follows_its_schedule_in_training(message_hub):
+    model = _dit(budget_loss=dict(target=0.5), gumbel_tau=1.0,
+                 gumbel_tau_schedule=dict(start=5.0, begin=2, end=6))
+    model.train()
+    taus = []
+    for it in (0, 2, 4, 6, 9):
+        message_hub.update_info('iter', it)
+        taus.append(model.gate_tau())
+    assert taus == [5.0, 5.0, 3.0, 1.0, 1.0]
+    message_hub.update_info('iter', 4)
+    model(torch.randn(1, 3, 64, 64))
+    assert model.aux_losses()['gumbel_tau'].item() == 3.0
+    assert model.eval().gate_tau() == 1.0  # the final one at test time
+    with pytest.raises(KeyError, match='gumbel_tau_schedule takes'):
+        _dit(gumbel_tau_schedule=dict(end=5))  # no start
+    with pytest.raises(ValueError, match='gumbel_tau must be > 0'):
+        _dit(gumbel_tau=0)
+
+
+def test_without_gumbel_noise_training_decisions_repeat():
+    x = torch.randn(2, 3, 64, 64)
+    for noise, same in ((False, True), (True, False)):
+        torch.manual_seed(0)
+        model = _dit(gumbel_noise=noise, gate_init=0.5).train()
+        masks = []
+        for seed in (1, 2):
+            torch.manual_seed(seed)
+            model(x)
+            masks.append(torch.cat([m.flatten() for stage in
+                                    model.routing.keep_masks for m in stage]))
+        assert torch.equal(masks[0], masks[1]) == same, noise
 
 
 def test_budget_loss_gradient_reaches_every_gate():

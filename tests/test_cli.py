@@ -1,4 +1,5 @@
 """What tools/train.py and tools/test.py do to a config, per library."""
+import copy
 from argparse import Namespace
 
 import pytest
@@ -35,15 +36,23 @@ def test_unknown_scope_and_missing_config_are_named(tmp_path):
         load_config(str(tmp_path / 'nothere.py'))
 
 
-def test_amp_uses_the_amp_wrapper_on_a_gpu_and_is_refused_without(
+def test_amp_is_fp16_amp_on_a_gpu_and_bf16_autocast_on_a_cpu(
         cfg, monkeypatch):
+    gpu_bf16 = copy.deepcopy(cfg)
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
-    with pytest.raises(RuntimeError, match='--amp .* needs a GPU'):
-        apply_train_args(cfg, train_args('c.py', amp=True))
+    cfg.optim_wrapper.loss_scale = 512.  # fp16's; bf16 goes without
+    apply_train_args(cfg, train_args('c.py', amp=True))
+    assert cfg.optim_wrapper.type == 'BF16OptimWrapper'
+    assert 'loss_scale' not in cfg.optim_wrapper
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    cfg.optim_wrapper.type = 'OptimWrapper'
     apply_train_args(cfg, train_args('c.py', amp=True))
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert cfg.optim_wrapper.loss_scale == 'dynamic'
+    gpu_bf16.optim_wrapper.dtype = 'bfloat16'  # mmengine's choice of bf16
+    apply_train_args(gpu_bf16, train_args('c.py', amp=True))
+    assert gpu_bf16.optim_wrapper.type == 'AmpOptimWrapper'
+    assert gpu_bf16.optim_wrapper.dtype == 'bfloat16'
 
 
 def test_work_dir_priority_and_flags(cfg, tmp_path):

@@ -101,25 +101,6 @@ def test_toy_token_pass_segmenter_learns_and_stops_tokens(toy_data, tmp_path):
     assert keep[120] < 0.8 and keep[110] < 0.8
 
 
-def test_threshold_schedule_survives_resume(toy_data, tmp_path):
-    schedule = 'model.backbone.threshold_schedule.end=6'
-    whole, parts = tmp_path / 'whole', tmp_path / 'parts'
-    for work_dir, iters, extra in ((whole, 6, []), (parts, 3, []),
-                                   (parts, 6, ['--resume'])):
-        args = short_run(iters, 3)
-        run_tool('tools/train.py', TOY, '--work-dir', work_dir, *extra,
-                 *args, schedule, 'model.backbone.threshold_schedule.begin=0')
-    expected = logged_losses(whole, 'stop_threshold')
-    got = logged_losses(parts, 'stop_threshold')
-    assert sorted(got) == sorted(expected) == [1, 2, 3, 4, 5, 6]
-    for it in range(1, 7):
-        assert got[it] == pytest.approx(expected[it]), it
-    assert got[1] == 1.0 and got[6] < got[4] < got[3] < 1.0  # 1.0 -> 0.9
-    losses, resumed = logged_losses(whole), logged_losses(parts)
-    for it in range(4, 7):
-        assert resumed[it] == pytest.approx(losses[it], rel=1e-4), it
-
-
 def test_toy_token_pass_upernet_trains_and_tests_on_cityscapes(
         toy_data, tmp_path):
     config = 'configs/toy/upernet_dovit_toy_cityscapes.py'

@@ -212,6 +212,34 @@ def test_training_gate_is_straight_through_and_losses_reach_it():
     assert model.aux_losses() == {}
 
 
+def test_gate_temperature_schedule_and_deterministic_straight_through():
+    from mmengine.logging import MessageHub
+    hub = MessageHub.get_current_instance()
+    old = hub.get_info('iter', 0)
+    model = small_model(gate_temperature=0.5, gumbel_noise=False,
+                        gate_temperature_schedule=dict(start=2.5, end=4))
+    model.train()
+    x = torch.randn(2, 3, 64, 64)
+    try:
+        hub.update_info('iter', 2)
+        assert model.current_temperature() == 1.5
+        coarse = []
+        for seed in (1, 2):  # no noise: the draws do not matter
+            torch.manual_seed(seed)
+            model(x)
+            coarse.append(model.routing.coarse.clone())
+        assert torch.equal(coarse[0], coarse[1])
+        assert 0 < coarse[0].float().mean() < 1
+        losses = model.aux_losses()
+        assert losses['gate_temperature'].item() == 1.5
+        hub.update_info('iter', 10)
+        assert model.current_temperature() == 0.5
+    finally:
+        hub.update_info('iter', old)
+    with pytest.raises(KeyError, match='gate_temperature_schedule takes'):
+        small_model(gate_temperature_schedule=dict(start=2.0, stop=3))
+
+
 def test_weights_load_without_the_gate_and_bad_arguments_are_named():
     vit = mmseg_vit(48, 3, layers=6, img_size=64, out=(1, 3, 5))
     model = small_model()

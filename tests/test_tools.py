@@ -1,12 +1,12 @@
 """tools/train.py and tools/test.py run every toy config (DiT Mask R-CNN and
 RetinaNet, UperNet on ADE20K and Cityscapes, classification) through the real
-runners, each logging DiT's loss_budget, and an interrupted run resumes with the
-same losses as an uninterrupted one."""
+runners, each logging DiT's loss_budget; ``--resume`` from a named checkpoint;
+the slurm scripts. (Data-parallel training: test_distributed.py; an
+interrupted run resuming: test_resume.py.)"""
 import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 from mmengine.fileio import load
@@ -72,20 +72,6 @@ def test_toy_config_trains_and_tests(name, toy_data, tmp_path):
     assert any(p.suffix in ('.png', '.jpg') for p in vis.rglob('*'))
 
 
-def test_resume_continues_with_the_same_losses(toy_data, tmp_path):
-    config = TOY_CONFIGS['coco'][0]
-    whole, parts = tmp_path / 'whole', tmp_path / 'parts'
-    run_tool('tools/train.py', config, '--work-dir', whole, *short_run(6, 3))
-    run_tool('tools/train.py', config, '--work-dir', parts, *short_run(3, 3))
-    out = run_tool('tools/train.py', config, '--work-dir', parts, '--resume',
-                   *short_run(6, 3))
-    assert 'resumed epoch: 0, iter: 3' in out
-    expected, got = logged_losses(whole), logged_losses(parts)
-    assert sorted(expected) == sorted(got) == [1, 2, 3, 4, 5, 6]
-    for it in range(1, 7):
-        assert got[it] == pytest.approx(expected[it], rel=1e-5), it
-
-
 def test_training_moves_the_flops_fraction_to_the_budget_target(
         toy_data, tmp_path):
     """Toy classification from scratch: DiT starts near the PVTv2 route (gates
@@ -111,20 +97,6 @@ def test_resume_from_a_named_checkpoint_and_a_missing_one(toy_data, tmp_path):
     out = run_tool('tools/train.py', config, '--resume',
                    tmp_path / 'missing.pth', check=False)
     assert 'missing.pth does not exist' in out
-
-
-def test_dist_train_runs_two_processes_on_gloo(toy_data, tmp_path):
-    env = dict(os.environ, PYTHON=sys.executable, PORT='29571',
-               PYTHONUNBUFFERED='1')
-    proc = subprocess.run(
-        ['bash', 'tools/dist_train.sh', TOY_CONFIGS['imagenet'][0], '2',
-         '--work-dir', str(tmp_path), *short_run(2, 2)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    assert 'Distributed launcher: pytorch' in proc.stdout
-    assert "backend='gloo'" in proc.stdout
-    assert (tmp_path / 'iter_2.pth').is_file()
 
 
 def test_slurm_scripts_hand_srun_the_right_command(tmp_path):

@@ -52,8 +52,10 @@ def test_refuses_a_folder_it_did_not_make(tmp_path):
 
 def test_other_settings_need_overwrite(tmp_path):
     make_imagenet(tmp_path, num_train_per_class=2, num_val_per_class=1)
+    before = tree_digest(tmp_path)
     with pytest.raises(ToyDataExistsError, match='--overwrite'):
         make_imagenet(tmp_path, num_train_per_class=3, num_val_per_class=1)
+    assert tree_digest(tmp_path) == before  # refused: nothing written
     assert make_imagenet(tmp_path, num_train_per_class=3, num_val_per_class=1,
                          overwrite=True)
     assert len((tmp_path / 'meta' / 'train.txt').read_text().split('\n')) == 10

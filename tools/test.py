@@ -6,6 +6,7 @@ import dit_mm  # noqa: F401  (registers modules, safe checkpoint loading)
 from dit_mm.engine.cli import (add_common_args, add_result_dump,
                                apply_test_args, build_runner, load_config,
                                parse_tool_args)
+from dit_mm.engine.run_guards import check_test_checkpoint
 
 
 def parse_args():
@@ -35,6 +36,7 @@ def main():
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options, args.launcher)
     apply_test_args(cfg, args)
+    check_test_checkpoint(cfg)  # every key with its shape, before loading
     runner = build_runner(cfg)
     if args.out:
         add_result_dump(runner, args.out)

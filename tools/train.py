@@ -9,6 +9,7 @@ import argparse
 import dit_mm  # noqa: F401  (registers modules, safe checkpoint loading)
 from dit_mm.engine.cli import (add_common_args, apply_train_args,
                                build_runner, load_config, parse_tool_args)
+from dit_mm.engine.run_guards import check_train_run
 
 
 def parse_args():
@@ -33,6 +34,7 @@ def main():
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options, args.launcher)
     apply_train_args(cfg, args)
+    check_train_run(cfg)  # work dir and checkpoint, before anything is written
     build_runner(cfg).train()
 
 

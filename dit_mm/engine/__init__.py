@@ -1,13 +1,19 @@
 """Runner-side pieces: checkpoint loading that works on torch >= 2.6, seeding
-per iteration for exact resume, routing pictures during validation, and what
-the tools do to a config."""
+per iteration for exact resume, routing pictures during validation, bf16
+mixed precision without a GPU, sharded training (FSDP) on a GPU or a CPU, and
+what the tools do to a config."""
+from .amp import BF16OptimWrapper
 from .checkpoint import UnsafeCheckpointError, install, load_from_local_safely
+from .data_errors import install as install_data_errors
+from .fsdp import DitFSDPStrategy
 from .iteration_seed_hook import IterationSeedHook
 from .routing_visualization_hook import RoutingVisualizationHook
 
 install()
+install_data_errors()  # an unreadable image or an empty data set is named
 
 __all__ = [
-    'IterationSeedHook', 'RoutingVisualizationHook', 'UnsafeCheckpointError',
+    'BF16OptimWrapper', 'DitFSDPStrategy', 'IterationSeedHook',
+    'RoutingVisualizationHook', 'UnsafeCheckpointError',
     'load_from_local_safely'
 ]

@@ -116,11 +116,13 @@ def apply_train_args(cfg: Config, args) -> None:
     """``--work-dir``, ``--amp``, ``--auto-scale-lr`` and ``--resume``, as mmdet."""
     set_work_dir(cfg, args.config, args.work_dir)
     if args.amp:
+        # a GPU: mmengine's AmpOptimWrapper (fp16 and dynamic loss scaling, or
+        # the config's optim_wrapper.dtype='bfloat16'); mmengine 0.10.7's
+        # asserts a GPU, so a CPU gets bf16 autocast (dit_mm.engine.amp)
         if not torch.cuda.is_available():
-            raise RuntimeError(
-                '--amp trains with mmengine\'s AmpOptimWrapper, which needs a '
-                'GPU and none is visible here; run without --amp on a CPU')
-        if cfg.optim_wrapper.get('type') != 'AmpOptimWrapper':
+            cfg.optim_wrapper.type = 'BF16OptimWrapper'
+            cfg.optim_wrapper.pop('loss_scale', None)
+        elif cfg.optim_wrapper.get('type') != 'AmpOptimWrapper':
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.auto_scale_lr:

@@ -6,7 +6,8 @@ one step: after the task losses, they add what the backbone and the neck report
 through ``aux_losses(data_samples)`` (DiT: ``loss_budget``, and ``flops_ratio``
 for the log; the token-pass ViT: its stop heads' ``loss_aux_*``; the mixed-scale
 ViT: ``loss_scale``). With the stock model types a dynamic backbone still
-trains, without its own losses.
+trains, without its own losses. In a data-parallel run they log the losses
+averaged over the processes, as one process on the global batch would.
 
 ``train_only=['backbone.scale_gate', ...]`` freezes every other parameter when
 the model is built (before any DDP wrapping, which must know what trains):
@@ -20,6 +21,9 @@ from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS as MMSEG_MODELS
+
+from .backbones.checks import check_batch
+from .data_parallel import mean_over_ranks
 
 
 class AuxLossMixin:
@@ -35,6 +39,27 @@ class AuxLossMixin:
     def loss(self, inputs, data_samples) -> Dict:
         losses = super().loss(inputs, data_samples)
         return self.add_aux_losses(losses, data_samples)
+
+    # An empty batch is refused by name before the data preprocessor, which
+    # would fail on it with "list index out of range" or the like.
+    def train_step(self, data, optim_wrapper):
+        check_batch(data, f'{type(self).__name__}.train_step')
+        return super().train_step(data, optim_wrapper)
+
+    def val_step(self, data):
+        check_batch(data, f'{type(self).__name__}.val_step')
+        return super().val_step(data)
+
+    def test_step(self, data):
+        check_batch(data, f'{type(self).__name__}.test_step')
+        return super().test_step(data)
+
+    def parse_losses(self, losses: Dict):
+        """mmengine's, with the logged values averaged over the processes of
+        a data-parallel run (the loss each process backpropagates is its
+        own), so the log shows the global batch as one process would."""
+        loss, log_vars = super().parse_losses(losses)
+        return loss, type(log_vars)(mean_over_ranks(log_vars))
 
     def add_aux_losses(self, losses: Dict, data_samples) -> Dict:
         """``losses`` with the backbone's and the neck's own added."""

@@ -37,6 +37,7 @@ from dit_mm.analysis.task_model import (budget, is_dynamic,
                                         val_batches)
 from dit_mm.engine.cli import (budget_type, build_runner, load_config,
                                positive_int)
+from dit_mm.engine.run_guards import check_test_checkpoint
 
 PREFERRED_METRICS = ('coco/bbox_mAP', 'mIoU', 'accuracy/top1')
 
@@ -156,6 +157,7 @@ def main(argv=None):
     cfg = load_config(args.config, args.cfg_options)
     cfg.work_dir = osp.join(out_dir, 'test_runs')
     cfg.load_from = args.checkpoint
+    check_test_checkpoint(cfg)  # mmengine would load a misfit non-strictly
     runner = build_runner(cfg)
     model = runner.model
     if not is_dynamic(getattr(model, 'backbone', None)):

@@ -38,7 +38,9 @@ from ..layers import (OverlapPatchEmbed, RoutedPVTBlock, RoutingGate,
                       straight_through_bernoulli)
 from ..layers.pvt_blocks import tokens_to_map
 from ..losses import BudgetLoss
+from ..data_parallel import global_batch
 from ..routing import RoutedFeatures, RoutingInfo
+from ..schedule import check_schedule, scheduled
 from ..tokens import select_tokens
 from .checks import check_budget, check_images
 from .dit_archs import resolve_arch
@@ -73,8 +75,10 @@ class _StageRun:
         self.alive: Optional[Tensor] = None      # ST product of stay gates
         self.p_alive: Optional[Tensor] = None    # its probability
         self.stopped = tokens.new_zeros(batch, num, dtype=torch.bool)
-        self.count = tokens.new_zeros(batch, num)
-        self.expected = tokens.new_zeros(batch)  # expected computed-token FLOPs
+        # float32 whatever the tokens' dtype (fp16 / bf16 autocast): a sum of
+        # FLOPs overflows fp16 and loses its small terms in bf16
+        self.count = tokens.new_zeros(batch, num, dtype=torch.float32)
+        self.expected = tokens.new_zeros(batch, dtype=torch.float32)
         self.masks: List[Tensor] = []
 
 
@@ -91,7 +95,16 @@ class DiT(BaseModule):
         budget_loss: ``dict(target=, weight=, warmup_iters=)`` of
             :class:`BudgetLoss`, or None for no budget loss.
         gate_init: initial logit of both gates (3.0: 95% on the PVTv2 route).
-        gumbel_tau: temperature of the training-time Gumbel samples.
+        gumbel_tau: temperature of the training-time Gumbel samples (the
+            final one, with ``gumbel_tau_schedule``).
+        gumbel_tau_schedule: ``dict(start=, begin=0, end=N)``: in training
+            the temperature goes linearly from ``start`` at iteration
+            ``begin`` to ``gumbel_tau`` at ``end`` (read from the runner's
+            iteration, so ``--resume`` continues it). ``None``: constant.
+        gumbel_noise: draw the logistic noise of the Gumbel samples; False
+            gives the deterministic straight-through estimator (the hard
+            decision of the logits), for runs that must not depend on how a
+            batch is split across processes.
         stop_threshold: early stopping: a computed token whose relative update
             ``|dx| / |x|`` falls below this stops for the rest of its scale
             (0 turns it off). Applies to learned decisions.
@@ -120,6 +133,8 @@ class DiT(BaseModule):
                  budget_loss: Optional[dict] = None,
                  gate_init: float = 3.0,
                  gumbel_tau: float = 1.0,
+                 gumbel_tau_schedule: Optional[dict] = None,
+                 gumbel_noise: bool = True,
                  stop_threshold: float = 0.,
                  sparse_inference: bool = True,
                  frozen_stages: int = -1,
@@ -138,7 +153,12 @@ class DiT(BaseModule):
                              f'checkpoint=...), got {init_cfg}')
         self.in_channels = in_channels
         self.out_indices = tuple(out_indices)
+        if gumbel_tau <= 0:
+            raise ValueError(f'gumbel_tau must be > 0, got {gumbel_tau}')
         self.gumbel_tau = gumbel_tau
+        self.gumbel_tau_schedule = check_schedule(gumbel_tau_schedule,
+                                                  'gumbel_tau_schedule')
+        self.gumbel_noise = gumbel_noise
         self.stop_threshold = stop_threshold
         self.sparse_inference = sparse_inference
         self.frozen_stages = frozen_stages
@@ -184,21 +204,34 @@ class DiT(BaseModule):
         """
         self.budget = check_budget(budget)
 
+    def gate_tau(self) -> float:
+        """The Gumbel temperature now: scheduled in training, final
+        otherwise."""
+        return scheduled(self.gumbel_tau, self.gumbel_tau_schedule,
+                         self.training)
+
     def aux_losses(self, data_samples=None) -> Dict[str, Tensor]:
-        """``loss_budget`` (and the realized ``flops_ratio``, logged only) of
-        the last training forward; empty when there is nothing to add. The
-        budget needs no labels: ``data_samples`` is not read."""
+        """``loss_budget`` of the last training forward, and for the log the
+        realized ``flops_ratio`` and the schedules' values now
+        (``budget_weight``: the loss weight after the warm-up ramp;
+        ``gumbel_tau``); empty when there is nothing to add. In a
+        data-parallel run the budget is met by the global batch. It needs no
+        labels: ``data_samples`` is not read."""
         info = self.routing
         if (not self.training or self.budget_loss is None or info is None
                 or info.expected_fraction is None):
             return {}
         return dict(
-            loss_budget=self.budget_loss(info.expected_fraction),
-            flops_ratio=info.flops_fraction.detach().mean().float())
+            loss_budget=self.budget_loss(
+                global_batch(info.expected_fraction)),
+            flops_ratio=info.flops_fraction.detach().mean().float(),
+            budget_weight=torch.tensor(self.budget_loss.current_weight()),
+            gumbel_tau=torch.tensor(self.gate_tau()))
 
     # ----------------------------------------------------------------- forward
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        check_images(x, 'DiT', self.in_channels)
+        check_images(x, 'DiT', self.in_channels,
+                     math.prod(self.arch['strides']))
         batch = x.shape[0]
         costs = pvt_stage_costs(self.arch, x.shape[-2:], self.in_channels)
         route = sum(c.route for c in costs)
@@ -206,7 +239,8 @@ class DiT(BaseModule):
         keep_ratio = self._keep_ratio(costs, route) if mode == 'fixed' else 1.0
         learning = mode == 'learned' and self.training
         flops = x.new_zeros(batch, dtype=torch.float64)
-        expected = x.new_zeros(batch) if learning else None
+        expected = x.new_zeros(batch, dtype=torch.float32) if learning \
+            else None
         outs, masks, density = [], [], []
         for i, (stage, cost) in enumerate(zip(self.stages, costs)):
             tokens, hw = stage.patch_embed(x)
@@ -267,7 +301,7 @@ class DiT(BaseModule):
                 mode: str, keep_ratio: float):
         """The per-token weight of the block (float with gradient in training,
         else None) and the boolean keep mask ``(B, N)``."""
-        p_stay, p_depth = torch.sigmoid(logits).unbind(-1)
+        p_stay, p_depth = torch.sigmoid(logits.float()).unbind(-1)  # AMP-safe
         run.p_alive = p_stay if run.p_alive is None else run.p_alive * p_stay
         score = run.p_alive * p_depth
         if mode == 'fixed':
@@ -281,10 +315,11 @@ class DiT(BaseModule):
             return weight, keep
         z_stay, z_depth = logits.unbind(-1)
         if self.training:
-            stay = straight_through_bernoulli(z_stay, self.gumbel_tau)
+            tau = self.gate_tau()
+            stay = straight_through_bernoulli(z_stay, tau, self.gumbel_noise)
             run.alive = stay if run.alive is None else run.alive * stay
             weight = run.alive * straight_through_bernoulli(
-                z_depth, self.gumbel_tau)
+                z_depth, tau, self.gumbel_noise)
             weight = weight * (~run.stopped).to(weight.dtype)
             run.expected = run.expected + (
                 score * (~run.stopped).to(score.dtype)).sum(1) * cost.block_token
@@ -310,8 +345,8 @@ class DiT(BaseModule):
                                        self.with_cp and self.training)
         if early_stop:
             with torch.no_grad():
-                change = (out - before).norm(dim=-1) / (
-                    before.norm(dim=-1) + 1e-6)
+                change = (out - before).float().norm(dim=-1) / (
+                    before.float().norm(dim=-1) + 1e-6)
                 run.stopped = run.stopped | (keep & (change < self.stop_threshold))
         return out
 

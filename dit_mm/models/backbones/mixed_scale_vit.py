@@ -36,7 +36,9 @@ from ..layers.mixed_scale_tokens import (RegionLayout, coarse_pixels,
                                          on_fine_grid, patch_pixels,
                                          region_layout)
 from ..layers.scale_gate import ScaleGate
+from ..data_parallel import global_batch
 from ..routing import MixedScaleInfo
+from ..schedule import check_schedule, scheduled
 from ..tokens import gather_tokens, scatter_tokens, select_tokens
 from .token_pass_vit import TokenPassViT, _PassState, build_mmseg_module
 
@@ -48,7 +50,14 @@ class MixedScaleViT(TokenPassViT):
     Args:
         scale_gate: ``ScaleGate`` arguments (``hidden_dims``, ``init_logit``:
             the fine logit every region starts with).
-        gate_temperature: temperature of the Gumbel-sigmoid in training.
+        gate_temperature: temperature of the Gumbel-sigmoid in training
+            (the final one, with ``gate_temperature_schedule``).
+        gate_temperature_schedule: ``dict(start=, begin=0, end=N)``: in
+            training the temperature goes linearly from ``start`` at
+            iteration ``begin`` to ``gate_temperature`` at ``end`` (read from
+            the runner's iteration, so ``--resume`` continues it).
+        gumbel_noise: draw the Gumbel-sigmoid's noise; False gives the
+            deterministic straight-through estimator.
         scale_loss: the registered loss on the coarse probabilities
             (``GeneralizedBatchShapingLoss``, ``BatchShapingLoss``,
             ``L1SparsityLoss``) or ``None``; reported as ``loss_scale``.
@@ -63,6 +72,8 @@ class MixedScaleViT(TokenPassViT):
                  arch='b',
                  scale_gate: Optional[dict] = None,
                  gate_temperature: float = 1.0,
+                 gate_temperature_schedule: Optional[dict] = None,
+                 gumbel_noise: bool = True,
                  scale_loss: Optional[dict] = dict(
                      type='GeneralizedBatchShapingLoss', target=0.5),
                  budget_scale_share: float = 0.5,
@@ -83,6 +94,9 @@ class MixedScaleViT(TokenPassViT):
         self.scale_gate = ScaleGate(self.in_channels * self.patch_size**2,
                                     **(scale_gate or {}))
         self.gate_temperature = gate_temperature
+        self.gate_temperature_schedule = check_schedule(
+            gate_temperature_schedule, 'gate_temperature_schedule')
+        self.gumbel_noise = gumbel_noise
         self.scale_loss = None if scale_loss is None else build_mmseg_module(
             scale_loss)
         self.budget_scale_share = budget_scale_share
@@ -99,6 +113,12 @@ class MixedScaleViT(TokenPassViT):
     @staticmethod
     def _optional_weight(key: str) -> bool:
         return key.startswith(('stop_heads.', 'scale_gate.', 'scale_loss.'))
+
+    @property
+    def largest_stride(self) -> int:
+        """The smallest image side this backbone takes: one coarse region
+        (two patches a side)."""
+        return 2 * self.patch_size
 
     # ----------------------------------------------------------------- tokens
     def _start(self, inputs: Tensor) -> _PassState:
@@ -172,13 +192,19 @@ class MixedScaleViT(TokenPassViT):
             coarse.scatter_(1, lowest, True)
             fine_gate = None
         elif self.training:
-            fine_gate = straight_through_bernoulli(logits,
-                                                   self.gate_temperature)
+            fine_gate = straight_through_bernoulli(
+                logits, self.current_temperature(), self.gumbel_noise)
             coarse = fine_gate.detach() < 0.5
-            self._coarse_probs = torch.sigmoid(-logits).view(shape)
+            self._coarse_probs = torch.sigmoid(-logits.float()).view(shape)
         else:
             coarse, fine_gate = logits < 0, None
         return coarse.view(shape), fine_gate
+
+    def current_temperature(self) -> float:
+        """The gate's temperature now: scheduled in training, final
+        otherwise."""
+        return scheduled(self.gate_temperature,
+                         self.gate_temperature_schedule, self.training)
 
     def _budget_coarse(self, layout: RegionLayout) -> int:
         """Coarse regions per image that meet the budget (with stop heads,
@@ -239,12 +265,16 @@ class MixedScaleViT(TokenPassViT):
 
     def aux_losses(self, data_samples=None) -> Dict[str, Tensor]:
         """The token-pass ones (stop heads, if any), ``loss_scale`` of the
-        gate's coarse probabilities, and ``coarse_fraction`` for the log."""
+        gate's coarse probabilities (of the global batch in a data-parallel
+        run), and ``coarse_fraction`` and ``gate_temperature`` for the
+        log."""
         losses = super().aux_losses(data_samples)
         info = self.routing
         if not self.training or not isinstance(info, MixedScaleInfo):
             return losses
         if self.scale_loss is not None and self._coarse_probs is not None:
-            losses['loss_scale'] = self.scale_loss(self._coarse_probs)
+            losses['loss_scale'] = self.scale_loss(
+                global_batch(self._coarse_probs))
         losses['coarse_fraction'] = info.coarse_fraction.mean().float()
+        losses['gate_temperature'] = torch.tensor(self.current_temperature())
         return losses

@@ -37,9 +37,10 @@ from torch import Tensor, nn
 
 from ...analysis.vit_cost import ViTCost, budget_keep_counts
 from ...registry import register_model
+from ..data_parallel import mean_over_ranks
 from ..layers import StopHead, run_packed_layer
 from ..routing import TokenPassInfo
-from ..schedule import current_iter, linear_ramp
+from ..schedule import check_schedule, scheduled
 from ..tokens import (TokenSelection, fill_tokens, gather_tokens,
                       select_tokens)
 from .checks import check_budget, check_images
@@ -209,7 +210,8 @@ class TokenPassViT(VisionTransformer):
         self.out_type = out_type
         self.head_layers = head_layers
         self.stop_threshold = stop_threshold
-        self.threshold_schedule = self._check_schedule(threshold_schedule)
+        self.threshold_schedule = check_schedule(
+            threshold_schedule, 'threshold_schedule', default_start=1.0)
         self.ignore_index = ignore_index
         self.stop_heads = nn.ModuleList(
             StopHead(dims, num_classes, norm_cfg.get('eps', 1e-5))
@@ -225,16 +227,6 @@ class TokenPassViT(VisionTransformer):
         self.budget = check_budget(budget)
         self.routing: Optional[TokenPassInfo] = None
         self._aux_outputs: List[Tuple[int, Tensor, Tensor]] = []
-
-    @staticmethod
-    def _check_schedule(schedule: Optional[dict]) -> Optional[dict]:
-        if schedule is None:
-            return None
-        unknown = set(schedule) - {'start', 'begin', 'end'}
-        if unknown or 'end' not in schedule:
-            raise KeyError(f'threshold_schedule takes start, begin and end '
-                           f'(end required), got {sorted(schedule)}')
-        return dict(dict(start=1.0, begin=0), **schedule)
 
     def train(self, mode: bool = True) -> 'TokenPassViT':
         """mmseg's ``train`` (``norm_eval``), returning the module as torch's
@@ -266,15 +258,18 @@ class TokenPassViT(VisionTransformer):
 
     def threshold(self) -> float:
         """The stop threshold now: scheduled in training, final otherwise."""
-        schedule = self.threshold_schedule
-        if not self.training or schedule is None:
-            return self.stop_threshold
-        return linear_ramp(schedule['start'], self.stop_threshold,
-                           schedule['begin'], schedule['end'], current_iter())
+        return scheduled(self.stop_threshold, self.threshold_schedule,
+                         self.training)
 
     # ----------------------------------------------------------------- forward
+    @property
+    def largest_stride(self) -> int:
+        """The smallest image side this backbone takes: one patch."""
+        return self.patch_size
+
     def forward(self, inputs: Tensor) -> Tuple[Tensor, ...]:
-        check_images(inputs, type(self).__name__, self.in_channels)
+        check_images(inputs, type(self).__name__, self.in_channels,
+                     self.largest_stride)
         state = self._start(inputs)
         threshold, counts = self._plan(state)
         stopping = threshold is not None or counts is not None
@@ -438,13 +433,21 @@ class TokenPassViT(VisionTransformer):
     def _head_loss(self, logits: Tensor, going: Tensor,
                    labels: Tensor) -> Tensor:
         size = labels.shape[-2:]
-        logits = F.interpolate(logits, size=size, mode='bilinear',
-                               align_corners=False)
+        logits = F.interpolate(logits.float(), size=size, mode='bilinear',
+                               align_corners=False)  # float32 under AMP
         going = F.interpolate(going[:, None].float(), size=size,
                               mode='nearest')[:, 0].bool()
         labels = labels.to(logits.device).masked_fill(~going,
                                                       self.ignore_index)
-        return self.aux_loss(logits, labels, ignore_index=self.ignore_index)
+        avg_factor = None
+        if getattr(self.aux_loss, 'avg_non_ignore', False):
+            # the mean over the labelled pixels of the global batch: in a
+            # data-parallel run each process divides by the processes' mean
+            # count, so DDP's gradient average is that of one process
+            valid = (labels != self.ignore_index).sum().float()
+            avg_factor = float(mean_over_ranks(dict(n=valid))['n'])
+        return self.aux_loss(logits, labels, avg_factor=avg_factor,
+                             ignore_index=self.ignore_index)
 
     # ----------------------------------------------------------------- weights
     def init_weights(self) -> None:

@@ -14,6 +14,10 @@ region) and a ``target`` fraction of coarse regions:
   matched by the batch's probabilities at that position; a Normal hyperprior
   centred on ``target`` shapes the learned means, and an L1 term lowers the
   temperatures (peakier priors).
+
+All three compute in float32 whatever the probabilities' dtype (fp16 / bf16
+autocast): in half precision, probabilities near 0 and 1 round to them and the
+small squared gaps of the CDFs vanish.
 """
 import math
 from typing import Sequence, Tuple
@@ -102,7 +106,7 @@ class L1SparsityLoss(nn.Module):
 
     def forward(self, probs: Tensor) -> Tensor:
         _check_probs(probs)
-        return self.weight * (probs.mean() - self.target).abs()
+        return self.weight * (probs.float().mean() - self.target).abs()
 
     def extra_repr(self) -> str:
         return f'target={self.target}, weight={self.weight}'
@@ -170,7 +174,8 @@ class GeneralizedBatchShapingLoss(nn.Module):
     def priors(self, hw: Tuple[int, int]) -> Tuple[Tensor, Tensor]:
         """Means and temperatures ``(H, W)`` of the priors on an ``hw``
         grid."""
-        params = torch.stack([self.mean_logits, self.temperature_logits])
+        params = torch.stack([self.mean_logits,
+                              self.temperature_logits]).float()
         if tuple(hw) != self.grid:
             params = F.interpolate(params[None], size=tuple(hw),
                                    mode='nearest')[0]

@@ -31,9 +31,14 @@ class BudgetLoss(nn.Module):
     def ramp(self) -> float:
         return linear_ramp(0.0, 1.0, 0, self.warmup_iters, current_iter())
 
+    def current_weight(self) -> float:
+        """``weight`` times the warm-up ramp now."""
+        return self.weight * self.ramp()
+
     def forward(self, expected_fraction: Tensor) -> Tensor:
-        gap = expected_fraction.mean() - self.target
-        return self.weight * self.ramp() * gap * gap
+        # float32 whatever the input (fp16 / bf16 autocast)
+        gap = expected_fraction.float().mean() - self.target
+        return self.current_weight() * gap * gap
 
     def extra_repr(self) -> str:
         return (f'target={self.target}, weight={self.weight}, '
