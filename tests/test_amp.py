@@ -14,7 +14,7 @@ from torch import nn
 
 from dit_mm.engine import BF16OptimWrapper
 from dit_mm.models.backbones import DiT, MixedScaleViT, TokenPassViT
-from dit_mm.models.backbones import dit as dit_module
+from dit_mm.models.backbones import dit_routing as dit_module
 from dit_mm.models.backbones import mixed_scale_vit as msvit_module
 from dit_mm.models.layers import straight_through_bernoulli
 from dit_mm.registry import LIBRARIES, library_registries

@@ -57,6 +57,28 @@ def test_latency_benchmark(latency_json):
     assert data['key_ratio']['median_ratio'] == half['ratio_to_budget1']
 
 
+def test_latency_benchmark_of_the_swinv2_family(tmp_path):
+    out = tmp_path / 'swin.json'
+    text = run_tool('tools/analysis_tools/benchmark_dit_latency.py', '--arch',
+                    'swinv2-t', '--size', '128', '128', '--budgets', '1.0',
+                    '0.5', '--repeats', '1', '--warmup', '0', '--threads',
+                    '1', '--json', out)
+    data = json.loads(out.read_text())
+    results = {r['name']: r for r in data['results']}
+    assert list(results) == ['mmpretrain Swin-v2', 'DiT budget=1.0',
+                             'DiT budget=0.5 (packed)',
+                             'DiT budget=0.5 (whole)']
+    assert data['gates'] == 'random'  # kept tokens spread over the windows
+    assert data['max_abs_diff_route_vs_pvt'] < 1e-4
+    assert data['params_m']['dit'] > data['params_m']['peer'] > 27
+    for mode in ('packed', 'whole'):
+        half = results[f'DiT budget=0.5 ({mode})']
+        assert half['window_mode'] == mode
+        assert half['flops_fraction'] == pytest.approx(0.5, abs=0.02)
+    assert data['key_ratio']['window_mode'] in ('packed', 'whole')
+    assert 'DiT-swinv2-t budget 0.5 (' in text
+
+
 def test_model_table(table_json):
     data, text = table_json
     assert '## Parameters' in text and '## CPU latency' in text

@@ -308,14 +308,9 @@ def test_invalid_budgets_raise(bad):
 
 
 # ---------------------------------------------------- sparse vs masked dense
-@pytest.mark.parametrize('budget', [None, 0.5])
-@pytest.mark.parametrize('batch', [2, 1])
-def test_sparse_inference_equals_masked_dense(budget, batch):
-    torch.manual_seed(0)
-    model = _dit('b0').eval()
-    _perturb_gates(model)
-    model.set_budget(budget)
-    x = torch.randn(batch, 3, 75, 99)
+def assert_sparse_equals_masked(model, x):
+    """The sparse inference form of ``model`` on ``x`` gives the masked dense
+    form's routing, FLOPs and outputs; returns the routing."""
     results = {}
     for sparse in (True, False):
         model.sparse_inference = sparse
@@ -327,6 +322,18 @@ def test_sparse_inference_equals_masked_dense(budget, batch):
     for a, b in zip(sparse_out, dense_out):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(sparse_r.flops, dense_r.flops)
+    return sparse_r
+
+
+@pytest.mark.parametrize('budget', [None, 0.5])
+@pytest.mark.parametrize('batch', [2, 1])
+def test_sparse_inference_equals_masked_dense(budget, batch):
+    torch.manual_seed(0)
+    model = _dit('b0').eval()
+    _perturb_gates(model)
+    model.set_budget(budget)
+    sparse_r = assert_sparse_equals_masked(model,
+                                           torch.randn(batch, 3, 75, 99))
     # the decisions do vary per token, so the comparison means something
     kept = torch.cat([m.flatten() for m in _masks(sparse_r)])
     assert kept.any() and not kept.all()

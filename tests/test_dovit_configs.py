@@ -22,8 +22,12 @@ WIDTH = dict(s=384, b=768, l=1024)
     'path', sorted(glob.glob(str(ROOT / 'configs/*_dovit_*.py'))))
 def test_every_dovit_config_loads_with_its_backbone_and_classes(path):
     cfg = Config.fromfile(path)
-    name = path.rsplit('/', 1)[1]
-    decoder, arch, dataset = name[:-3].split('_dovit_')[0], *name[:-3].split(
+    stem = path.rsplit('/', 1)[1][:-3]
+    if stem.endswith('_fsdp'):  # the same model, trained sharded
+        stem = stem[:-len('_fsdp')]
+        assert cfg.runner_type == 'FlexibleRunner'
+        assert cfg.strategy.type == 'DitFSDPStrategy'
+    decoder, arch, dataset = stem.split('_dovit_')[0], *stem.split(
         '_dovit_')[1].split('_')
     assert cfg.custom_imports.imports == ['dit_mm']
     assert cfg.model.type == 'TokenPassEncoderDecoder'

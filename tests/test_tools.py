@@ -1,5 +1,6 @@
 """tools/train.py and tools/test.py run every toy config (DiT Mask R-CNN and
-RetinaNet, UperNet on ADE20K and Cityscapes, classification) through the real
+RetinaNet, UperNet on ADE20K and Cityscapes, classification, and the Swin-v2
+family's Mask R-CNN and UperNet) through the real
 runners, each logging DiT's loss_budget; ``--resume`` from a named checkpoint;
 the slurm scripts. (Data-parallel training: test_distributed.py; an
 interrupted run resuming: test_resume.py.)"""
@@ -20,6 +21,10 @@ TOY_CONFIGS = {
     'coco_retinanet': ('configs/toy/retinanet_dit_b0_toy_coco.py',
                        'coco/bbox_mAP', 32, 30),
     'ade20k': ('configs/toy/upernet_dit_b0_toy_ade20k.py', 'mIoU', 16, 2),
+    'coco_swinv2': ('configs/toy/maskrcnn_ditswinv2_toy_coco.py',
+                    'coco/segm_mAP', 32, 30),
+    'ade20k_swinv2': ('configs/toy/upernet_ditswinv2_toy_ade20k.py', 'mIoU',
+                      16, 2),
     'cityscapes': ('configs/toy/upernet_dit_b0_toy_cityscapes.py', 'mIoU', 8, 2),
     'imagenet': ('configs/toy/cls_dit_b0_toy_imagenet.py', 'accuracy/top1', 24,
                  2),

@@ -17,8 +17,9 @@ from .flop_counter import (FlopCounter, count_flops, module_groups, stages,
 from .task_model import budget, is_dynamic, predict_preprocessed, preprocess
 
 # Transformer blocks of the backbones measured here: ours and the static
-# peers' (mmdet PVTv2, mmseg / mmpretrain ViT).
-BLOCK_TYPES = ('RoutedPVTBlock', 'PVTEncoderLayer', 'TransformerEncoderLayer')
+# peers' (mmdet PVTv2, mmpretrain Swin-v2, mmseg / mmpretrain ViT).
+BLOCK_TYPES = ('RoutedPVTBlock', 'PVTEncoderLayer', 'RoutedSwinV2Block',
+               'SwinBlockV2', 'TransformerEncoderLayer')
 
 
 @dataclass

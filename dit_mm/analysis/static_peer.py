@@ -1,8 +1,9 @@
 """The static model a dynamic backbone replaces, with the same weights.
 
 A dynamic backbone's *static peer* is the stock backbone of the same size:
-mmdet's ``PyramidVisionTransformerV2`` for :class:`DiT`, mmseg's
-``VisionTransformer`` for :class:`TokenPassViT` and :class:`MixedScaleViT`. It
+mmdet's ``PyramidVisionTransformerV2`` for :class:`DiT`, mmpretrain's
+``SwinTransformerV2`` for :class:`DiTSwinV2`, mmseg's ``VisionTransformer``
+for :class:`TokenPassViT` and :class:`MixedScaleViT`. It
 is built with the dynamic backbone's settings (read from the module, so an
 arch dict or a stock config's overrides carry over) and loaded strictly with
 its weights, except for the tensors only the dynamic backbone has (DiT's
@@ -25,12 +26,14 @@ from torch import Tensor, nn
 
 from ..models.backbones.dit import DiT
 from ..models.backbones.dit_archs import resolve_arch
+from ..models.backbones.dit_swinv2 import DiTSwinV2
 from ..models.backbones.pvt_weights import _mmdet_key
 from ..models.backbones.token_pass_vit import TokenPassViT
 from ..models.backbones.weights import StateDict, load_checked
 
 PEER_NAMES = {
     'DiT': 'mmdet PyramidVisionTransformerV2',
+    'DiTSwinV2': 'mmpretrain SwinTransformerV2',
     'TokenPassViT': 'mmseg VisionTransformer',
 }
 
@@ -68,7 +71,8 @@ def peer_name(backbone: nn.Module) -> str:
         if cls.__name__ in PEER_NAMES:
             return PEER_NAMES[cls.__name__]
     raise TypeError(f'{type(backbone).__name__} has no static peer: dit_mm '
-                    'knows the peers of DiT, TokenPassViT and MixedScaleViT')
+                    'knows the peers of DiT, DiTSwinV2, TokenPassViT and '
+                    'MixedScaleViT')
 
 
 def _pvt_class():
@@ -183,6 +187,28 @@ def _vit_settings(backbone: TokenPassViT) -> dict:
         with_cp=backbone.with_cp)
 
 
+def _swin_peer(backbone: DiTSwinV2
+               ) -> Tuple[nn.Module, StateDict, List[str]]:
+    from mmpretrain.models.backbones import SwinTransformerV2
+    arch = backbone.arch
+    if arch['mlp_ratio'] != 4:
+        raise ValueError(f"mmpretrain's SwinTransformerV2 has MLP ratio 4; "
+                         f"DiTSwinV2 arch mlp_ratio {arch['mlp_ratio']} has "
+                         'no peer')
+    peer = SwinTransformerV2(
+        arch=dict(embed_dims=arch['embed_dims'], depths=arch['depths'],
+                  num_heads=arch['num_heads'], extra_norm_every_n_blocks=0),
+        img_size=backbone.img_size, in_channels=backbone.in_channels,
+        window_size=backbone.window_sizes,
+        pretrained_window_sizes=backbone.pretrained_window_sizes,
+        out_indices=backbone.out_indices, drop_path_rate=0.,
+        pad_small_map=backbone.pad_small_map)
+    own = backbone.state_dict()
+    dynamic = sorted(k for k in own if '.gates.' in k)
+    state = OrderedDict((k, v) for k, v in own.items() if k not in dynamic)
+    return peer, state, dynamic
+
+
 def _vit_peer(backbone: TokenPassViT
               ) -> Tuple[nn.Module, StateDict, List[str]]:
     peer = _vit_class()(**_vit_settings(backbone))
@@ -201,6 +227,8 @@ def static_peer_backbone(backbone: nn.Module) -> nn.Module:
     from mmengine.registry import DefaultScope
     if isinstance(backbone, DiT):
         scope, build = 'mmdet', _pvt_peer
+    elif isinstance(backbone, DiTSwinV2):
+        scope, build = 'mmpretrain', _swin_peer
     elif isinstance(backbone, TokenPassViT):
         scope, build = 'mmseg', _vit_peer
     else:

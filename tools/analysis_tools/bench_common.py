@@ -1,7 +1,8 @@
 """Helpers shared by the analysis scripts beside this file (not a script).
 
 Builds a DiT backbone and the static baseline, mmdet's
-``PyramidVisionTransformerV2`` of the same arch, with the same weights. The
+``PyramidVisionTransformerV2`` (or for the Swin-v2 family mmpretrain's
+``SwinTransformerV2``) of the same arch, with the same weights. The
 timing (interleaved round-robin: the only fair way on a shared, noisy machine,
 every configuration sees the same load drift), the static peers and the
 report helpers live in the package (``dit_mm.analysis.latency``,
@@ -19,25 +20,29 @@ from dit_mm.analysis.latency import interleaved_latency, paired_ratio
 from dit_mm.analysis.report import (environment, fmt, load_average,
                                     markdown_table, quiet_mmengine,
                                     write_json)
-from dit_mm.analysis.static_peer import pvt_kwargs
+from dit_mm.analysis.static_peer import pvt_kwargs, static_peer_backbone
 from dit_mm.models.backbones.dit import DiT
+from dit_mm.models.backbones.dit_swinv2 import DiTSwinV2
+from dit_mm.models.layers import RoutingGate
 from dit_mm.models.backbones.pvt_weights import load_pvt_weights
 
 # what the scripts import from here (the package's helpers among them)
-__all__ = ['build_pair', 'build_pvt', 'environment', 'fmt', 'forward_calls',
-           'interleaved_latency', 'load_average', 'markdown_table',
-           'num_params', 'paired_ratio', 'quiet_mmengine', 'ratio_exit_code',
-           'write_json']
+__all__ = ['build_pair', 'build_pvt', 'build_swin_pair', 'environment', 'fmt',
+           'forward_calls', 'interleaved_latency', 'load_average',
+           'markdown_table', 'num_params', 'paired_ratio', 'quiet_mmengine',
+           'ratio_exit_code', 'spread_gates', 'write_json']
 
 
 def forward_calls(dynamic, static, x):
     """``(static_call, dynamic_call)``: a no-grad forward of the static model
     (PVTv2, ViT) on ``x``, and a factory of no-grad forwards of the dynamic one
-    at a given budget, for timing."""
+    at a given budget (and Swin-v2 window mode), for timing."""
 
-    def dynamic_call(budget):
+    def dynamic_call(budget, window_mode=None):
         def call():
             dynamic.set_budget(budget)
+            if window_mode is not None:
+                dynamic.set_window_mode(window_mode)
             with torch.no_grad():
                 dynamic(x)
         return call
@@ -58,6 +63,31 @@ def ratio_exit_code(key: Optional[dict], max_ratio: Optional[float]) -> int:
           f'budget 1.0\'s time, more than --max-ratio {max_ratio}',
           file=sys.stderr)
     return 1
+
+
+def spread_gates(model: torch.nn.Module, seed: int = 0) -> None:
+    """Random routing-gate weights: new gates score every token alike, so a
+    budget's top-k keeps the first tokens of the map (a few windows of a
+    Swin-v2 map); trained gates spread their picks over the image, and so do
+    random ones."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for gate in (m for m in model.modules() if isinstance(m, RoutingGate)):
+            fan_in = gate.fc.weight.shape[1]
+            gate.fc.weight.copy_(torch.randn(gate.fc.weight.shape,
+                                             generator=gen) * 2 / fan_in**0.5)
+            gate.fc.bias.fill_(0.5)
+
+
+def build_swin_pair(arch: str, seed: int = 0):
+    """A ``DiTSwinV2`` of ``arch`` (``'t'``, ``'s'``, ``'b'``; window 8) with
+    mmpretrain's initialisation and mmpretrain's ``SwinTransformerV2``
+    carrying the same weights, both in eval mode."""
+    torch.manual_seed(seed)
+    quiet_mmengine()
+    dit = DiTSwinV2(arch, drop_path_rate=0.)
+    dit.init_weights()
+    return dit.eval(), static_peer_backbone(dit)
 
 
 def build_pvt(arch: str) -> torch.nn.Module:

@@ -1,15 +1,25 @@
-"""Measure DiT's wall-clock latency under compute budgets against static PVTv2.
+"""Measure DiT's wall-clock latency under compute budgets against its static
+network (PVTv2, or Swin-v2 for the ``swinv2-*`` archs).
 
     python tools/analysis_tools/benchmark_dit_latency.py [--arch b2]
         [--size 512 512] [--budgets 1.0 0.75 0.5] [--learned] [--batch 1]
+        [--gates new|random] [--window-modes packed whole]
         [--repeats 10] [--warmup 2] [--threads N] [--profile [ROWS]]
         [--max-ratio R] [--json OUT]
 
 Why it exists: dynamic-token models are often fast only on paper (fewer FLOPs,
 no fewer milliseconds). dit_mm claims a wall-clock saving, so this script
 measures it, in one run on this machine's CPU, against the static baseline --
-mmdet's ``PyramidVisionTransformerV2`` of the same arch carrying the same weights
--- and DiT at ``set_budget(1.0)`` (the PVTv2 route, which equals PVTv2).
+mmdet's ``PyramidVisionTransformerV2`` of the same arch carrying the same weights,
+or for ``--arch swinv2-t`` / ``-s`` / ``-b`` mmpretrain's ``SwinTransformerV2`` --
+and DiT at ``set_budget(1.0)`` (the static route, which equals the peer).
+
+The gates: ``new`` (the PVTv2 default) scores every token alike, so a budget
+keeps the first tokens of the map; ``random`` (the Swin-v2 default) spreads the
+kept tokens over the image as trained gates do, which matters for windowed
+attention: a window with no kept token costs nothing. For Swin-v2 every budget
+below 1 is timed with each ``--window-modes`` form of the sparse windowed
+attention (``layers/swin_blocks.py``).
 
 Method for a shared, noisy machine: eval mode, ``torch.no_grad``, one random
 input; ``--warmup`` untimed rounds, then ``--repeats`` rounds that call every
@@ -31,11 +41,13 @@ import torch
 from dit_mm.analysis.latency import add_timing_args
 from dit_mm.analysis.static_peer import backbone_difference
 from dit_mm.engine.cli import budget_type, positive_int
-from bench_common import (build_pair, environment, fmt, forward_calls,
-                          interleaved_latency, load_average, markdown_table,
-                          paired_ratio, ratio_exit_code, write_json)
+from bench_common import (build_pair, build_swin_pair, environment, fmt,
+                          forward_calls, interleaved_latency, load_average,
+                          markdown_table, num_params, paired_ratio,
+                          ratio_exit_code, spread_gates, write_json)
 
-PVT = 'mmdet PVTv2'
+PEERS = {'pvt': 'mmdet PVTv2', 'swinv2': 'mmpretrain Swin-v2'}
+SWIN_ARCHS = ['swinv2-t', 'swinv2-s', 'swinv2-b']
 
 
 def parse_args(argv=None):
@@ -43,7 +55,8 @@ def parse_args(argv=None):
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--arch', default='b2',
-                        choices=['b0', 'b1', 'b2', 'b3', 'b4', 'b5'])
+                        choices=['b0', 'b1', 'b2', 'b3', 'b4', 'b5'] +
+                        SWIN_ARCHS)
     parser.add_argument('--size', type=positive_int, nargs=2, default=[512, 512],
                         metavar=('H', 'W'), help='input height and width')
     parser.add_argument('--budgets', type=budget_type(), nargs='+',
@@ -54,6 +67,14 @@ def parse_args(argv=None):
                         help='also time set_budget(None), the learned gate '
                         'decisions (random-init gates: near the PVTv2 route)')
     parser.add_argument('--batch', type=positive_int, default=1)
+    parser.add_argument('--gates', choices=['new', 'random'], default=None,
+                        help='new gates (ties: the first tokens are kept) or '
+                        'random ones (kept tokens spread over the image); '
+                        'default: new for PVTv2, random for Swin-v2')
+    parser.add_argument('--window-modes', nargs='+', default=['packed',
+                        'whole'], choices=['packed', 'whole'],
+                        help='Swin-v2: the sparse windowed attention forms '
+                        'timed at each budget below 1')
     add_timing_args(parser)
     parser.add_argument('--profile', type=int, nargs='?', const=15, default=0,
                         metavar='ROWS', help='after timing, print the top ROWS '
@@ -67,24 +88,40 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def config_name(budget) -> str:
-    return 'DiT learned' if budget is None else f'DiT budget={budget}'
+def config_name(budget, mode=None) -> str:
+    name = 'DiT learned' if budget is None else f'DiT budget={budget}'
+    return name if mode is None else f'{name} ({mode})'
 
 
-def profile_configs(dit, x, budgets, rows: int) -> dict:
-    """Top operators by self CPU time of one forward per DiT budget."""
+def dit_configs(budgets, learned: bool, modes) -> list:
+    """``(budget, window mode or None)`` to time: budget 1.0 once (it runs
+    the static blocks), the others in each window mode (PVTv2: none)."""
+    configs = []
+    for budget in budgets + ([None] if learned else []):
+        if budget == 1.0 or not modes:
+            configs.append((budget, None))
+        else:
+            configs.extend((budget, mode) for mode in modes)
+    return configs
+
+
+def profile_configs(dit, x, configs, rows: int) -> dict:
+    """Top operators by self CPU time of one forward per DiT configuration."""
     from torch.profiler import ProfilerActivity, profile
     tables = {}
-    for budget in budgets:
+    for budget, mode in configs:
         dit.set_budget(budget)
+        if mode is not None:
+            dit.set_window_mode(mode)
         with torch.no_grad():
             dit(x)  # warm
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 dit(x)
         table = prof.key_averages().table(sort_by='self_cpu_time_total',
                                           row_limit=rows)
-        tables[config_name(budget)] = table
-        print(f'\n### torch.profiler: {config_name(budget)}\n\n```\n{table}\n```')
+        tables[config_name(budget, mode)] = table
+        print(f'\n### torch.profiler: {config_name(budget, mode)}\n\n```\n'
+              f'{table}\n```')
     return tables
 
 
@@ -93,73 +130,88 @@ def main(argv=None):
     env = environment(args.threads)
     torch.manual_seed(args.seed)
     budgets = sorted(set(args.budgets) | {1.0}, reverse=True)
-    dit, pvt = build_pair(args.arch, args.seed)
+    family = 'swinv2' if args.arch in SWIN_ARCHS else 'pvt'
+    peer = PEERS[family]
+    if family == 'swinv2':
+        dit, static = build_swin_pair(args.arch.split('-')[1], args.seed)
+    else:
+        dit, static = build_pair(args.arch, args.seed)
+    gates = args.gates or ('random' if family == 'swinv2' else 'new')
+    if gates == 'random':
+        spread_gates(dit, args.seed)
     x = torch.randn(args.batch, 3, *args.size)
-    diff = backbone_difference(dit, pvt, x)
+    diff = backbone_difference(dit, static, x)
 
-    configs = [None] if args.learned else []
-    configs = budgets + configs
+    configs = dit_configs(budgets, args.learned,
+                          args.window_modes if family == 'swinv2' else [])
     fns, flops = {}, {}
-    pvt_call, dit_call = forward_calls(dit, pvt, x)
-    fns[PVT] = pvt_call
-    for budget in configs:
-        fns[config_name(budget)] = dit_call(budget)
-        fns[config_name(budget)]()
+    static_call, dit_call = forward_calls(dit, static, x)
+    fns[peer] = static_call
+    for budget, mode in configs:
+        name = config_name(budget, mode)
+        fns[name] = dit_call(budget, mode)
+        fns[name]()
         info = dit.routing
-        flops[config_name(budget)] = (float(info.flops_fraction.mean()),
-                                      float(info.flops.mean()) / 1e9)
+        flops[name] = (float(info.flops_fraction.mean()),
+                       float(info.flops.mean()) / 1e9)
     route_gflops = dit.routing.route_flops / 1e9
-    flops[PVT] = (1.0, route_gflops)
+    flops[peer] = (1.0, route_gflops)
 
     times = interleaved_latency(fns, args.repeats, args.warmup)
     ref = config_name(1.0)
     med = {k: statistics.median(v) for k, v in times.items()}
     results = []
     for name in fns:
-        budget = None
-        if name != PVT:
-            budget = next(b for b in configs if config_name(b) == name)
+        budget = mode = None
+        if name != peer:
+            budget, mode = next(c for c in configs if config_name(*c) == name)
         results.append(dict(
-            name=name, kind='pvt' if name == PVT else 'dit', budget=budget,
+            name=name, kind='pvt' if name == peer else 'dit', budget=budget,
+            window_mode=mode,
             flops_fraction=flops[name][0], gflops=flops[name][1],
             median_ms=med[name] * 1e3, min_ms=min(times[name]) * 1e3,
             mean_ms=statistics.fmean(times[name]) * 1e3,
             ratio_to_budget1=med[name] / med[ref],
-            ratio_to_pvt=med[name] / med[PVT],
+            ratio_to_pvt=med[name] / med[peer],
             min_ratio_to_budget1=min(times[name]) / min(times[ref]),
             paired_ratio_to_budget1=paired_ratio(times, name, ref),
             times_ms=[t * 1e3 for t in times[name]]))
 
-    title = (f'DiT-{args.arch} vs mmdet PVTv2-{args.arch}, CPU, input '
+    title = (f'DiT-{args.arch} vs {peer} of the same arch, CPU, input '
              f'{args.batch}x3x{args.size[0]}x{args.size[1]}, '
              f'{env["threads"]} threads, {args.repeats} interleaved rounds '
-             f'after {args.warmup} warm-up')
+             f'after {args.warmup} warm-up, {gates} gates')
     print(f'## {title}\n')
     headers = ['config', 'FLOPs frac', 'GFLOPs', 'median ms', 'min ms',
                'median / DiT 1.0', 'min / DiT 1.0', 'paired / DiT 1.0',
-               'median / PVTv2']
+               f'median / {peer}']
     rows = [[r['name'], fmt(r['flops_fraction']), fmt(r['gflops'], 2),
              fmt(r['median_ms'], 1), fmt(r['min_ms'], 1),
              fmt(r['ratio_to_budget1']), fmt(r['min_ratio_to_budget1']),
              fmt(r['paired_ratio_to_budget1']), fmt(r['ratio_to_pvt'])]
             for r in results]
     print(markdown_table(headers, rows))
-    print(f'\nPVTv2-route GFLOPs (MACs) at this size: {route_gflops:.3f}; '
-          f'max |DiT budget 1.0 - PVTv2| over the outputs: {diff:.2e}')
+    params = dict(dit=num_params(dit) / 1e6, peer=num_params(static) / 1e6)
+    print(f'\nparameters (M): DiT {params["dit"]:.2f}, {peer} '
+          f'{params["peer"]:.2f} (the difference: the routing gates)')
+    print(f'static-route GFLOPs (MACs) at this size: {route_gflops:.3f}; '
+          f'max |DiT budget 1.0 - {peer}| over the outputs: {diff:.2e}')
     env['load_average_end'] = load_average()
     print(f'load average (1, 5, 15 min) at start {env["load_average_start"]}, '
           f'at end {env["load_average_end"]}')
 
     lowest = min(budgets)
     key = None
-    if lowest < 1.0:
-        name = config_name(lowest)
-        row = next(r for r in results if r['name'] == name)
-        key = dict(budget=lowest, median_ratio=row['ratio_to_budget1'],
+    if lowest < 1.0:  # the fastest form of the lowest budget
+        row = min((r for r in results if r['budget'] == lowest),
+                  key=lambda r: r['ratio_to_budget1'])
+        key = dict(budget=lowest, window_mode=row['window_mode'],
+                   median_ratio=row['ratio_to_budget1'],
                    paired_ratio=row['paired_ratio_to_budget1'],
                    min_ratio=row['min_ratio_to_budget1'],
                    max_ratio=args.max_ratio)
-        print(f'\nDiT-{args.arch} budget {lowest} / budget 1.0 latency: '
+        form = f' ({key["window_mode"]})' if key['window_mode'] else ''
+        print(f'\nDiT-{args.arch} budget {lowest}{form} / budget 1.0 latency: '
               f'{key["median_ratio"]:.3f} (medians), '
               f'{key["paired_ratio"]:.3f} (paired), '
               f'{key["min_ratio"]:.3f} (minima)')
@@ -169,9 +221,11 @@ def main(argv=None):
         profiles = profile_configs(dit, x, configs, args.profile)
 
     if args.json:
-        out = dict(arch=args.arch, size=list(args.size), batch=args.batch,
+        out = dict(arch=args.arch, gates=gates, size=list(args.size),
+                   batch=args.batch,
                    repeats=args.repeats, warmup=args.warmup, seed=args.seed,
-                   route_gflops=route_gflops, max_abs_diff_route_vs_pvt=diff,
+                   route_gflops=route_gflops, params_m=params,
+                   max_abs_diff_route_vs_pvt=diff,
                    environment=env, results=results, key_ratio=key,
                    profiles=profiles)
         write_json(args.json, out)

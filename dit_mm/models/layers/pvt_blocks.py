@@ -188,6 +188,11 @@ class RoutedPVTBlock(nn.Module):
         x = x + self.drop_path(self.attn.forward_dense(normed, hw))
         return x + self.drop_path(self.mlp.forward_dense(self.norm2(x), hw))
 
+    def gate_input(self, x: Tensor) -> Tensor:
+        """What the routing gate reads: the block's first norm of ``x``, which
+        the block then reuses (``normed``)."""
+        return self.norm1(x)
+
     def forward_masked(self, x: Tensor, hw: HW, normed: Tensor, keep: Tensor,
                        with_cp: bool = False) -> Tensor:
         if with_cp and x.requires_grad:

@@ -1,0 +1,15 @@
+# The toy DiT Mask R-CNN (maskrcnn_dit_b0_toy_coco.py: data, schedule, narrow
+# heads) with a small Swin-v2 routing space (DiTSwinV2: widths 32 ... 256,
+# depths 1-1-2-1, windows of 7 on the 224-px images), trained from scratch.
+_base_ = './maskrcnn_dit_b0_toy_coco.py'
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='DiTSwinV2',
+        arch=dict(embed_dims=32, depths=[1, 1, 2, 1], num_heads=[1, 2, 4, 8]),
+        window_size=7,
+        drop_path_rate=0.0,
+        stop_threshold=0.01,
+        budget_loss=dict(target=0.5, weight=2.0, warmup_iters=50)),
+    neck=dict(in_channels=[32, 64, 128, 256]))

@@ -1,0 +1,349 @@
+"""The routing of DiT, whatever the network it routes through.
+
+A routing space is a stack of scales, each a run of blocks; before each block
+a gate looks at every token of that scale and makes two decisions:
+
+* scaling path: *stay* at this scale, or *go down* now. A token that goes down
+  skips the rest of its scale's blocks; its value there is final, and it reaches
+  the next scale through the down-sampling step (patch embedding or merging), so
+  every map stays dense;
+* transformation path: the block, or identity for this layer.
+
+A token goes through a block when it has stayed so far and its transformation
+gate is open. In training the decisions are hard Gumbel samples with
+straight-through gradients, and the blocks run on every token with the gate
+applied to their residual branches; at test time the decisions are
+deterministic and only the selected tokens are computed. A token whose update
+has become smaller than ``stop_threshold`` (relative) stops for the rest of its
+scale (early stopping).
+
+``set_budget(1.0)`` runs the static network exactly. ``set_budget(r)`` keeps,
+at every block, the tokens the gates score highest, as many as bring the FLOPs
+to fraction ``r`` of the static network. ``set_budget(None)`` returns to the
+learned decisions.
+
+:class:`RoutedBackbone` holds all of that: the gates' decisions, the budget,
+the budget loss, the schedules and the statistics. A family (PVTv2 in
+``dit.py``, Swin-v2 in ``dit_swinv2.py``) gives its stages, how a stage is
+entered and left, its cost model, and blocks with ``forward(x, hw)`` (the
+static block), ``gate_input(x)`` (what the gate reads), ``forward_masked`` and
+``forward_sparse``.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ...analysis.pvt_cost import StageCost
+from ..data_parallel import global_batch
+from ..layers import straight_through_bernoulli
+from ..losses import BudgetLoss
+from ..routing import RoutedFeatures, RoutingInfo
+from ..schedule import check_schedule, scheduled
+from ..tokens import select_tokens
+from .checks import check_budget, check_images
+
+Carry = object  # what one stage hands the next (a map, or tokens and a grid)
+
+
+class _StageRun:
+    """The routing state of one image batch inside one stage."""
+
+    def __init__(self, tokens: Tensor):
+        batch, num = tokens.shape[:2]
+        self.alive: Optional[Tensor] = None      # ST product of stay gates
+        self.p_alive: Optional[Tensor] = None    # its probability
+        self.stopped = tokens.new_zeros(batch, num, dtype=torch.bool)
+        # float32 whatever the tokens' dtype (fp16 / bf16 autocast): a sum of
+        # FLOPs overflows fp16 and loses its small terms in bf16
+        self.count = tokens.new_zeros(batch, num, dtype=torch.float32)
+        self.expected = tokens.new_zeros(batch, dtype=torch.float32)
+        self.masks: List[Tensor] = []
+
+
+def build_budget_loss(budget_loss: Optional[dict]) -> Optional[BudgetLoss]:
+    """:class:`BudgetLoss` from its config (``type`` may be left out)."""
+    if budget_loss is None:
+        return None
+    budget_loss = dict(budget_loss)
+    loss_type = budget_loss.pop('type', 'BudgetLoss')
+    if loss_type != 'BudgetLoss':
+        raise ValueError(f'budget_loss type must be BudgetLoss, got '
+                         f'{loss_type}')
+    return BudgetLoss(**budget_loss)
+
+
+class RoutedBackbone(BaseModule):
+    """DiT's routing over ``self.stages`` (each with ``blocks`` and ``gates``).
+
+    Subclasses build ``self.stages`` and set ``in_channels``,
+    ``out_indices`` and ``largest_stride``, then implement
+    :meth:`stage_costs`, :meth:`_enter_stage` and :meth:`_leave_stage`.
+
+    Args (the routing keywords every family takes):
+        budget: the initial ``set_budget`` value (None: learned decisions).
+        budget_loss: ``dict(target=, weight=, warmup_iters=)`` of
+            :class:`BudgetLoss`, or None for no budget loss.
+        gumbel_tau: temperature of the training-time Gumbel samples (the
+            final one, with ``gumbel_tau_schedule``).
+        gumbel_tau_schedule: ``dict(start=, begin=0, end=N)``: in training
+            the temperature goes linearly from ``start`` at iteration
+            ``begin`` to ``gumbel_tau`` at ``end`` (read from the runner's
+            iteration, so ``--resume`` continues it). ``None``: constant.
+        gumbel_noise: draw the logistic noise of the Gumbel samples; False
+            gives the deterministic straight-through estimator (the hard
+            decision of the logits), for runs that must not depend on how a
+            batch is split across processes.
+        stop_threshold: early stopping: a computed token whose relative update
+            ``|dx| / |x|`` falls below this stops for the rest of its scale
+            (0 turns it off). Applies to learned decisions.
+        sparse_inference: compute only the kept tokens at test time (set False
+            to run the masked dense form, e.g. to compare the two).
+        frozen_stages: stages up to this index are frozen (-1: none).
+        norm_eval: keep BatchNorm layers (none in DiT itself) in eval mode.
+        with_cp: gradient checkpointing of the blocks in training.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` (the family
+            loads it).
+    """
+
+    def __init__(self,
+                 budget: Optional[float] = None,
+                 budget_loss: Optional[dict] = None,
+                 gumbel_tau: float = 1.0,
+                 gumbel_tau_schedule: Optional[dict] = None,
+                 gumbel_noise: bool = True,
+                 stop_threshold: float = 0.,
+                 sparse_inference: bool = True,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        if init_cfg is not None and init_cfg.get('type') != 'Pretrained':
+            raise ValueError(f"{type(self).__name__}'s init_cfg must be "
+                             "dict(type='Pretrained', checkpoint=...), got "
+                             f'{init_cfg}')
+        if gumbel_tau <= 0:
+            raise ValueError(f'gumbel_tau must be > 0, got {gumbel_tau}')
+        self.gumbel_tau = gumbel_tau
+        self.gumbel_tau_schedule = check_schedule(gumbel_tau_schedule,
+                                                  'gumbel_tau_schedule')
+        self.gumbel_noise = gumbel_noise
+        self.stop_threshold = stop_threshold
+        self.sparse_inference = sparse_inference
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.budget_loss = build_budget_loss(budget_loss)
+        self.budget: Optional[float] = None
+        self.set_budget(budget)
+        self.routing: Optional[RoutingInfo] = None
+        self._scratch: dict = {}  # reused memory of sparse inference
+
+    @staticmethod
+    def _check_out_indices(out_indices: Sequence[int], stages: int
+                           ) -> Tuple[int, ...]:
+        if not out_indices or any(i not in range(stages)
+                                  for i in out_indices):
+            raise ValueError(f'out_indices must be a non-empty subset of '
+                             f'0..{stages - 1}, got {out_indices}')
+        return tuple(out_indices)
+
+    # ------------------------------------------------------------ the family
+    def stage_costs(self, img_hw: Sequence[int]) -> List[StageCost]:
+        """Per-stage costs at an input of ``img_hw`` (``StageCost``)."""
+        raise NotImplementedError
+
+    def _enter_stage(self, index: int, carry: Carry) -> Tuple[Tensor, tuple]:
+        """The ``(B, N, C)`` tokens and grid stage ``index`` starts from:
+        ``carry`` is the image batch for the first stage, then what
+        :meth:`_leave_stage` handed on."""
+        raise NotImplementedError
+
+    def _leave_stage(self, index: int, tokens: Tensor, hw: tuple,
+                     output: bool) -> Tuple[Carry, Optional[Tensor]]:
+        """What the next stage is entered from, and (when ``output``) the
+        stage's ``(B, C, H, W)`` output map."""
+        raise NotImplementedError
+
+    def _frozen_modules(self) -> List[nn.Module]:
+        """The modules ``frozen_stages`` freezes."""
+        return list(self.stages[:max(self.frozen_stages + 1, 0)])
+
+    # ------------------------------------------------------------------ budget
+    def set_budget(self, budget: Optional[float]) -> None:
+        """Fix the compute budget at run time (no retraining).
+
+        ``1.0``: the static network, exactly. ``r`` in (0, 1): at every block
+        keep the highest-scoring tokens, as many as make the FLOPs fraction
+        ``r`` of the static network (at least the part no token can skip:
+        down-sampling, and what a block computes for the whole map).
+        ``None``: the learned decisions.
+        """
+        self.budget = check_budget(budget)
+
+    def gate_tau(self) -> float:
+        """The Gumbel temperature now: scheduled in training, final
+        otherwise."""
+        return scheduled(self.gumbel_tau, self.gumbel_tau_schedule,
+                         self.training)
+
+    def aux_losses(self, data_samples=None) -> Dict[str, Tensor]:
+        """``loss_budget`` of the last training forward, and for the log the
+        realized ``flops_ratio`` and the schedules' values now
+        (``budget_weight``: the loss weight after the warm-up ramp;
+        ``gumbel_tau``); empty when there is nothing to add. In a
+        data-parallel run the budget is met by the global batch. It needs no
+        labels: ``data_samples`` is not read."""
+        info = self.routing
+        if (not self.training or self.budget_loss is None or info is None
+                or info.expected_fraction is None):
+            return {}
+        return dict(
+            loss_budget=self.budget_loss(
+                global_batch(info.expected_fraction)),
+            flops_ratio=info.flops_fraction.detach().mean().float(),
+            budget_weight=torch.tensor(self.budget_loss.current_weight()),
+            gumbel_tau=torch.tensor(self.gate_tau()))
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        check_images(x, type(self).__name__, self.in_channels,
+                     self.largest_stride)
+        batch = x.shape[0]
+        costs = self.stage_costs(x.shape[-2:])
+        route = sum(c.route for c in costs)
+        mode = self._mode()
+        keep_ratio = self._keep_ratio(costs, route) if mode == 'fixed' else 1.0
+        learning = mode == 'learned' and self.training
+        flops = x.new_zeros(batch, dtype=torch.float64)
+        expected = x.new_zeros(batch, dtype=torch.float32) if learning \
+            else None
+        outs, masks, density = [], [], []
+        carry = x
+        for i, (stage, cost) in enumerate(zip(self.stages, costs)):
+            tokens, hw = self._enter_stage(i, carry)
+            fixed = cost.fixed(gated=mode != 'route')
+            flops += fixed
+            if expected is not None:
+                expected = expected + fixed / route
+            tokens, run = self._run_stage(stage, tokens, hw, cost, mode,
+                                          keep_ratio)
+            flops += run.count.sum(1).double() * cost.block_token
+            if expected is not None:
+                expected = expected + run.expected / route
+            masks.append([m.view(batch, *hw) for m in run.masks])
+            density.append((run.count / cost.depth).view(batch, *hw))
+            carry, out = self._leave_stage(i, tokens, hw,
+                                           i in self.out_indices)
+            if out is not None:
+                # NCHW-contiguous: mmcv's compiled ops (RoIAlign) read the raw
+                # memory as NCHW and silently misread a channels-last map
+                outs.append(out.contiguous())
+        self.routing = RoutingInfo(masks, density, flops, route, expected)
+        return RoutedFeatures(outs, self.routing)
+
+    def _mode(self) -> str:
+        if self.budget is None:
+            return 'learned'
+        return 'route' if self.budget >= 1.0 else 'fixed'
+
+    def _keep_ratio(self, costs: List[StageCost], route: float) -> float:
+        """Fraction of tokens each block keeps so the total meets the budget."""
+        fixed = sum(c.fixed(gated=True) for c in costs)
+        savable = sum(c.savable for c in costs)
+        return min(1.0, max(0.0, (self.budget * route - fixed) / savable))
+
+    def _run_stage(self, stage: nn.Module, tokens: Tensor, hw,
+                   cost: StageCost, mode: str, keep_ratio: float):
+        run = _StageRun(tokens)
+        for block, gate in zip(stage.blocks, stage.gates):
+            if mode == 'route':
+                tokens = self._route_block(block, tokens, hw)
+                keep = torch.ones_like(run.stopped)
+            else:
+                normed = block.gate_input(tokens)
+                weight, keep = self._decide(gate(normed), run, cost, mode,
+                                            keep_ratio)
+                tokens = self._routed_block(block, tokens, hw, normed, weight,
+                                            keep, run)
+            run.masks.append(keep.detach())
+            run.count = run.count + keep.detach().to(run.count.dtype)
+        return tokens, run
+
+    def _route_block(self, block: nn.Module, tokens: Tensor, hw) -> Tensor:
+        if self.with_cp and self.training and tokens.requires_grad:
+            return torch.utils.checkpoint.checkpoint(
+                block, tokens, hw, use_reentrant=False)
+        return block(tokens, hw)
+
+    def _decide(self, logits: Tensor, run: _StageRun, cost: StageCost,
+                mode: str, keep_ratio: float):
+        """The per-token weight of the block (float with gradient in training,
+        else None) and the boolean keep mask ``(B, N)``."""
+        p_stay, p_depth = torch.sigmoid(logits.float()).unbind(-1)  # AMP-safe
+        run.p_alive = p_stay if run.p_alive is None else run.p_alive * p_stay
+        score = run.p_alive * p_depth
+        if mode == 'fixed':
+            num = round(keep_ratio * score.shape[1])
+            keep = torch.zeros_like(run.stopped)
+            if num:
+                keep.scatter_(1, score.topk(num, dim=1).indices, True)
+            weight = None
+            if self.training:
+                weight = keep.to(score.dtype) + (score - score.detach())
+            return weight, keep
+        z_stay, z_depth = logits.unbind(-1)
+        if self.training:
+            tau = self.gate_tau()
+            stay = straight_through_bernoulli(z_stay, tau, self.gumbel_noise)
+            run.alive = stay if run.alive is None else run.alive * stay
+            weight = run.alive * straight_through_bernoulli(
+                z_depth, tau, self.gumbel_noise)
+            weight = weight * (~run.stopped).to(weight.dtype)
+            run.expected = run.expected + (
+                score * (~run.stopped).to(score.dtype)).sum(1) * cost.block_token
+            return weight, weight.detach() > 0.5
+        alive = z_stay > 0
+        run.alive = alive if run.alive is None else run.alive & alive
+        return None, run.alive & (z_depth > 0) & ~run.stopped
+
+    def _routed_block(self, block: nn.Module, tokens: Tensor, hw,
+                      normed: Tensor, weight: Optional[Tensor], keep: Tensor,
+                      run: _StageRun) -> Tensor:
+        early_stop = self.stop_threshold > 0 and self.budget is None
+        if weight is None and self.sparse_inference:
+            # the sparse form may update ``tokens`` in place (no_grad)
+            before = tokens.clone() if early_stop else tokens
+            out = block.forward_sparse(tokens, hw, normed, select_tokens(keep),
+                                       self._scratch)
+        else:
+            before = tokens
+            if weight is None:
+                weight = keep.to(tokens.dtype)
+            out = block.forward_masked(tokens, hw, normed, weight.unsqueeze(-1),
+                                       self.with_cp and self.training)
+        if early_stop:
+            with torch.no_grad():
+                change = (out - before).float().norm(dim=-1) / (
+                    before.float().norm(dim=-1) + 1e-6)
+                run.stopped = run.stopped | (keep & (change < self.stop_threshold))
+        return out
+
+    # ------------------------------------------------------------------ train
+    def _freeze_stages(self) -> None:
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self

@@ -1,0 +1,204 @@
+"""DiT on the Swin-v2 routing space (DiTSwinV2): equal to mmpretrain's
+SwinTransformerV2 at set_budget(1.0), loading its weights; the sparse
+windowed forms equal the masked training form; budgets, gates, the budget
+loss and bad arguments as for the PVTv2 family; the configs."""
+import glob
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmpretrain.models import SwinTransformerV2
+
+import dit_mm  # noqa: F401  (registers DiTSwinV2)
+from conftest import ROOT
+from dit_mm.analysis.flop_counter import count_flops
+from dit_mm.analysis.static_peer import backbone_difference, static_peer_backbone
+from dit_mm.analysis.swin_cost import swin_stage_costs
+from dit_mm.models.backbones import DiTSwinV2, resolve_swinv2_arch
+from test_dit_backbone import (_masks, _perturb_gates,
+                               assert_sparse_equals_masked)
+
+SMALL = dict(embed_dims=32, depths=[1, 2, 2, 1], num_heads=[1, 2, 4, 8])
+
+
+def swin(arch=SMALL, **kwargs):
+    torch.manual_seed(0)
+    kwargs.setdefault('drop_path_rate', 0.)
+    kwargs.setdefault('window_size', 4)
+    model = DiTSwinV2(arch, **kwargs)
+    model.init_weights()
+    return model.eval()
+
+
+def mmpretrain_swin(arch='tiny', **kwargs):
+    torch.manual_seed(0)
+    model = SwinTransformerV2(arch=arch, out_indices=(0, 1, 2, 3),
+                              pad_small_map=True, drop_path_rate=0.,
+                              **kwargs)
+    model.init_weights()
+    model.eval()  # mmpretrain's train() returns None
+    return model
+
+
+def _spread(model):
+    """Random gates (kept tokens spread over the windows), as
+    test_dit_backbone's for the PVTv2 family."""
+    _perturb_gates(model)
+
+
+# ---------------------------------------------------- equality and weights
+@pytest.mark.parametrize('size', [(128, 160), (100, 132)])
+def test_static_route_equals_mmpretrain_swinv2_t(size, tmp_path):
+    ref = mmpretrain_swin('tiny', window_size=8)
+    path = tmp_path / 'swinv2_t.pth'
+    # an mmpretrain classifier's checkpoint: backbone. keys, and a head
+    state = {f'backbone.{k}': v for k, v in ref.state_dict().items()}
+    state['head.fc.weight'] = torch.zeros(1000, 768)
+    torch.save(dict(state_dict=state, meta=dict()), path)
+    model = DiTSwinV2('t', window_size=8, drop_path_rate=0.,
+                      init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    model.eval().set_budget(1.0)
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        expected, got = ref(x), model(x)
+    assert len(got) == 4
+    for a, b in zip(expected, got):
+        assert a.shape == b.shape
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+    # the static peer is mmpretrain's class with the same weights
+    peer = static_peer_backbone(model)
+    assert type(peer).__name__ == 'SwinTransformerV2'
+    assert backbone_difference(model, peer, x) < 1e-4
+    assert len(peer.dynamic_only_keys) == 2 * sum(model.arch['depths'])
+
+
+def test_params_are_mmpretrains_plus_the_gates():
+    for arch, name in (('t', 'tiny'), ('s', 'small'), ('b', 'base')):
+        ours = sum(p.numel() for p in DiTSwinV2(arch).parameters())
+        theirs = sum(p.numel() for p in SwinTransformerV2(
+            arch=name, out_indices=(0, 1, 2, 3)).parameters())
+        dims = resolve_swinv2_arch(arch)['embed_dims']
+        gates = sum(d * (dims * 2**i * 2 + 2) for i, d in enumerate(
+            resolve_swinv2_arch(arch)['depths']))
+        assert ours == theirs + gates, arch
+
+
+def test_a_checkpoint_of_another_arch_is_refused_and_nothing_changes(
+        tmp_path):
+    path = tmp_path / 'swinv2_s.pth'
+    torch.save(mmpretrain_swin('small').state_dict(), path)
+    model = swin('t', window_size=8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.init_cfg = dict(type='Pretrained', checkpoint=str(path))
+    with pytest.raises(ValueError, match='unexpected keys.*stages.2.blocks'):
+        model.init_weights()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+# ----------------------------------------------------- sparse and budgets
+@pytest.mark.parametrize('budget', [None, 0.5])
+@pytest.mark.parametrize('mode', ['whole', 'packed'])
+def test_sparse_windows_equal_the_masked_form(budget, mode):
+    """Odd sizes (padded windows) and shifted windows in every stage."""
+    model = swin(window_mode=mode)
+    _spread(model)
+    model.set_budget(budget)
+    sparse_r = assert_sparse_equals_masked(model, torch.randn(2, 3, 76, 100))
+    kept = torch.cat([m.flatten() for m in _masks(sparse_r)])
+    assert kept.any() and not kept.all()
+    assert not torch.equal(sparse_r.keep_masks[0][0][0],
+                           sparse_r.keep_masks[0][0][1])
+
+
+def test_set_budget_meets_the_flops_and_the_packed_windows_run_fewer():
+    model = swin('t', window_size=8)
+    _spread(model)
+    x = torch.randn(1, 3, 128, 128)
+    executed = {}
+    for budget, mode in ((1.0, 'packed'), (0.5, 'whole'), (0.5, 'packed')):
+        model.set_budget(budget)
+        model.set_window_mode(mode)
+        with torch.no_grad():
+            counter = count_flops(model, lambda: model(x))
+        executed[budget, mode] = counter.total
+        assert model.routing.flops_fraction.item() == pytest.approx(
+            budget, abs=0.01)
+    route = model.routing.route_flops
+    # the analytic route against what ran (norms etc. not in the analytic)
+    assert executed[1.0, 'packed'] == pytest.approx(route, rel=0.01)
+    # the analytic count is an upper bound of what runs (windows without a
+    # kept token, and the padding's projections, are skipped); the packed
+    # windows run fewer queries than whole ones
+    assert 0.4 * route < executed[0.5, 'whole'] <= 0.505 * route
+    assert executed[0.5, 'packed'] < 0.9 * executed[0.5, 'whole']
+
+
+def test_route_flops_match_mmpretrains_published_figure():
+    # mmpretrain's swinv2-tiny-w8 at 256 px: 5.94 GFLOPs
+    costs = swin_stage_costs(resolve_swinv2_arch('t'), [8] * 4, (256, 256))
+    assert sum(c.route for c in costs) / 1e9 == pytest.approx(5.94, abs=0.01)
+
+
+# --------------------------------------------------------------- training
+def test_training_gates_and_budget_loss_get_gradients():
+    model = swin(budget_loss=dict(target=0.5), gate_init=0.5).train()
+    x = torch.randn(2, 3, 64, 64)
+    outs = model(x)
+    losses = model.aux_losses()
+    assert {'loss_budget', 'flops_ratio', 'budget_weight',
+            'gumbel_tau'} <= set(losses)
+    (sum(o.mean() for o in outs) + losses['loss_budget']).backward()
+    for stage in model.stages:
+        for gate in stage.gates:
+            assert gate.fc.weight.grad.abs().sum() > 0
+    assert model.stages[0].blocks[0].ffn.layers[0][0].weight.grad is not None
+
+
+def test_frozen_stages_freeze_the_stem_too():
+    model = swin(frozen_stages=0).train()
+    assert not any(p.requires_grad for p in model.patch_embed.parameters())
+    assert not any(p.requires_grad for p in model.stages[0].parameters())
+    assert all(p.requires_grad for p in model.stages[1].parameters())
+
+
+# ------------------------------------------------------------ bad arguments
+@pytest.mark.parametrize('kwargs,error,message', [
+    (dict(arch='h'), KeyError, "Unknown Swin-v2 arch 'h'"),
+    (dict(arch=dict(embed_dims=32)), KeyError, 'needs'),
+    (dict(window_mode='sliding'), ValueError, 'window_mode must be one of'),
+    (dict(window_size=[8, 8]), ValueError, 'one size per stage'),
+    (dict(out_indices=(4, )), ValueError, 'out_indices must be'),
+    (dict(budget=1.5), ValueError, 'budget must be in'),
+])
+def test_bad_arguments_name_the_problem(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        DiTSwinV2(**kwargs)
+
+
+def test_images_smaller_than_the_largest_stride_are_refused():
+    with pytest.raises(ValueError, match='at least 32x32'):
+        swin()(torch.randn(1, 3, 16, 40))
+
+
+# ------------------------------------------------------------------ configs
+@pytest.mark.parametrize(
+    'path', sorted(glob.glob(str(ROOT / 'configs/*_ditswinv2_*.py'))))
+def test_every_swinv2_config_builds_with_matching_widths(path):
+    cfg = Config.fromfile(path)
+    backbone = cfg.model.backbone
+    assert backbone.type == 'DiTSwinV2' and cfg.model.type.startswith(
+        'Dynamic')
+    dims = resolve_swinv2_arch(backbone.arch)['embed_dims']
+    widths = [dims * 2**i for i in range(4)]
+    if 'neck' in cfg.model:
+        assert cfg.model.neck.in_channels == widths
+    else:
+        assert cfg.model.decode_head.in_channels == widths
+        assert cfg.model.auxiliary_head.in_channels == widths[2]
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = DiTSwinV2(**{k: v for k, v in backbone.items()
+                             if k != 'type'})
+    assert model.out_channels == widths
