@@ -104,8 +104,9 @@ class DiTSwinV2(RoutedBackbone):
         drop_rate, drop_path_rate: as in mmpretrain.
         pad_small_map: pad a map smaller than the window (detection,
             segmentation); False shrinks nothing and refuses such maps.
-        window_mode: the sparse windowed attention, ``'whole'`` or
-            ``'packed'`` (see ``layers/swin_blocks.py``).
+        window_mode: the sparse windowed attention, ``'packed'`` (measured
+            the faster, see the README) or ``'whole'``
+            (``layers/swin_blocks.py``).
         gate_init: initial logit of both gates (3.0: 95% on the Swin-v2
             route).
         **routing: the routing keywords of :class:`RoutedBackbone`, as for
@@ -126,7 +127,7 @@ class DiTSwinV2(RoutedBackbone):
                  drop_rate: float = 0.,
                  drop_path_rate: float = 0.1,
                  pad_small_map: bool = True,
-                 window_mode: str = 'whole',
+                 window_mode: str = 'packed',
                  gate_init: float = 3.0,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None,
@@ -135,9 +136,6 @@ class DiTSwinV2(RoutedBackbone):
         super().__init__(init_cfg=init_cfg, **routing)
         self.arch = resolve_swinv2_arch(arch)
         self.out_indices = self._check_out_indices(out_indices, 4)
-        if window_mode not in WINDOW_MODES:
-            raise ValueError(f'window_mode must be one of {WINDOW_MODES}, got '
-                             f'{window_mode!r}')
         windows = [window_size] * 4 if isinstance(window_size, int) else \
             list(window_size)
         if len(windows) != 4 or len(pretrained_window_sizes) != 4:
