@@ -150,8 +150,9 @@ class RoutedSwinV2Block(SwinBlockV2):
     def _windows(self, x: Tensor, sel: TokenSelection, layout: WindowLayout
                  ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """The windows that hold a kept token ``(A, size**2, C)`` (padding
-        zero, as in mmpretrain), their index among all the batch's windows,
-        and each kept token's active window and position in it."""
+        zero, as in mmpretrain), their index within their image (for the
+        shift mask), and each kept token's active window and position in
+        it."""
         batch, num, dims = x.shape
         per_image = layout.source.shape[0]
         token = sel.flat_index % num
