@@ -16,10 +16,9 @@ from dit_mm.engine import BF16OptimWrapper
 from dit_mm.models.backbones import DiT, MixedScaleViT, TokenPassViT
 from dit_mm.models.backbones import dit_routing as dit_module
 from dit_mm.models.backbones import mixed_scale_vit as msvit_module
-from dit_mm.models.layers import straight_through_bernoulli
+from dit_mm.models.layers import randomize_gates, straight_through_bernoulli
 from dit_mm.registry import LIBRARIES, library_registries
 from conftest import run_tool
-from test_dit_backbone import _perturb_gates
 from test_mixed_scale_vit import spread_gate
 from test_token_pass_vit import SMALL, _samples, spread_heads
 from test_tools import logged_losses, short_run
@@ -33,7 +32,7 @@ def _dit(**kwargs):
     model = DiT('b0', drop_path_rate=0., budget_loss=dict(target=0.5),
                 **kwargs)
     model.init_weights()
-    _perturb_gates(model)
+    randomize_gates(model)
     return model
 
 

@@ -14,7 +14,8 @@ import torch
 from mmengine.fileio import load
 
 from conftest import run_tool
-from test_dit_backbone import _assert_same_masks, _dit, _masks, _perturb_gates
+from dit_mm.models.layers import randomize_gates
+from test_dit_backbone import _assert_same_masks, _dit, _masks
 from test_tools import short_run
 
 CLS_TOY = 'configs/toy/cls_dit_b0_toy_imagenet.py'
@@ -24,7 +25,7 @@ CLS_TOY = 'configs/toy/cls_dit_b0_toy_imagenet.py'
 def test_dit_routes_an_image_alike_alone_and_in_any_batch(budget):
     torch.manual_seed(0)
     model = _dit('b0', stop_threshold=0.05).eval()
-    _perturb_gates(model)
+    randomize_gates(model)
     model.set_budget(budget)
     image = torch.randn(1, 3, 96, 128)
     others = [torch.randn(1, 3, 96, 128) * s for s in (0.3, 3.0)]

@@ -11,6 +11,7 @@ import dit_mm  # noqa: F401  (registers DiT)
 from dit_mm.analysis.pvt_cost import pvt_stage_costs, route_flops
 from dit_mm.models import RoutedFeatures, RoutingInfo
 from dit_mm.models.backbones import ARCHS, DiT, resolve_arch
+from dit_mm.models.layers import randomize_gates
 from dit_mm.registry import LIBRARIES, library_registries
 
 
@@ -28,19 +29,6 @@ def _dit(arch='b0', **kwargs):
     model = DiT(arch, **kwargs)
     model.init_weights()
     return model
-
-
-def _perturb_gates(model, seed=1, scale=2.0, bias=0.5):
-    """Random gate weights, so decisions vary from token to token."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for stage in model.stages:
-            for gate in stage.gates:
-                dims = gate.fc.weight.shape[1]
-                gate.fc.weight.copy_(
-                    torch.randn(gate.fc.weight.shape, generator=gen) * scale /
-                    math.sqrt(dims))
-                gate.fc.bias.fill_(bias)
 
 
 def _open_gates(model, logit=50.):
@@ -145,7 +133,7 @@ def test_forward_shapes_learned_routing_batch2_and_out_indices():
     torch.manual_seed(0)
     model = _dit('b0', out_indices=(1, 3)).eval()
     assert model.out_channels == [64, 256]
-    _perturb_gates(model)
+    randomize_gates(model)
     with torch.no_grad():
         outs = model(torch.randn(2, 3, 203, 301))
     assert [o.shape for o in outs] == [(2, 64, 26, 38), (2, 256, 7, 10)]
@@ -242,7 +230,7 @@ def test_params_match_mmdet_pvtv2_and_paper(arch):
 def test_set_budget_meets_the_flops_fraction():
     torch.manual_seed(0)
     model = _dit('b0').eval()
-    _perturb_gates(model)
+    randomize_gates(model)
     x = torch.randn(1, 3, 512, 512)
     fractions = []
     for budget in (0.3, 0.5, 0.8):
@@ -280,7 +268,7 @@ def test_set_budget_none_returns_to_learned_and_tiny_budget_floors():
 def test_fixed_budget_keeps_the_highest_scoring_tokens():
     torch.manual_seed(0)
     model = _dit('b0').eval()
-    _perturb_gates(model)
+    randomize_gates(model)
     model.set_budget(0.5)
     x = torch.randn(2, 3, 64, 80)
     with torch.no_grad():
@@ -330,7 +318,7 @@ def assert_sparse_equals_masked(model, x):
 def test_sparse_inference_equals_masked_dense(budget, batch):
     torch.manual_seed(0)
     model = _dit('b0').eval()
-    _perturb_gates(model)
+    randomize_gates(model)
     model.set_budget(budget)
     sparse_r = assert_sparse_equals_masked(model,
                                            torch.randn(batch, 3, 75, 99))
@@ -374,7 +362,7 @@ def test_task_loss_gradient_reaches_both_gate_decisions():
     """Straight-through: the task loss trains the stay and transform logits."""
     torch.manual_seed(0)
     model = _dit('b0')
-    _perturb_gates(model, bias=2.0)
+    randomize_gates(model, bias=2.0)
     model.train()
     outs = model(torch.randn(2, 3, 64, 64))
     sum(o.square().mean() for o in outs).backward()
@@ -387,7 +375,7 @@ def test_task_loss_gradient_reaches_both_gate_decisions():
 def test_fixed_budget_train_masked_equals_eval_sparse():
     torch.manual_seed(0)
     model = _dit('b0')
-    _perturb_gates(model)
+    randomize_gates(model)
     model.set_budget(0.5)
     x = torch.randn(2, 3, 75, 99)
     model.train()
@@ -436,7 +424,7 @@ def test_early_stopping_stops_after_the_first_computed_block():
 def test_early_stopping_sparse_equals_dense():
     torch.manual_seed(0)
     model = _dit('b0').eval()
-    _perturb_gates(model)
+    randomize_gates(model)
     x = torch.randn(2, 3, 75, 99)
     with torch.no_grad():
         model(x)
@@ -493,7 +481,7 @@ def test_with_cp_gives_the_same_gradients(budget):
     kwargs = dict(drop_path_rate=0.1, budget=budget,
                   budget_loss=dict(target=0.5, weight=1.0))
     plain = _dit('b0', **kwargs)
-    _perturb_gates(plain, bias=1.0)
+    randomize_gates(plain, bias=1.0)
     ckpt = _dit('b0', with_cp=True, **kwargs)
     ckpt.load_state_dict(plain.state_dict())
     plain.train()

@@ -16,8 +16,8 @@ from dit_mm.analysis.flop_counter import count_flops
 from dit_mm.analysis.static_peer import backbone_difference, static_peer_backbone
 from dit_mm.analysis.swin_cost import swin_stage_costs
 from dit_mm.models.backbones import DiTSwinV2, resolve_swinv2_arch
-from test_dit_backbone import (_masks, _perturb_gates,
-                               assert_sparse_equals_masked)
+from dit_mm.models.layers import randomize_gates
+from test_dit_backbone import _masks, assert_sparse_equals_masked
 
 SMALL = dict(embed_dims=32, depths=[1, 2, 2, 1], num_heads=[1, 2, 4, 8])
 
@@ -39,12 +39,6 @@ def mmpretrain_swin(arch='tiny', **kwargs):
     model.init_weights()
     model.eval()  # mmpretrain's train() returns None
     return model
-
-
-def _spread(model):
-    """Random gates (kept tokens spread over the windows), as
-    test_dit_backbone's for the PVTv2 family."""
-    _perturb_gates(model)
 
 
 # ---------------------------------------------------- equality and weights
@@ -104,7 +98,7 @@ def test_a_checkpoint_of_another_arch_is_refused_and_nothing_changes(
 def test_sparse_windows_equal_the_masked_form(budget, mode):
     """Odd sizes (padded windows) and shifted windows in every stage."""
     model = swin(window_mode=mode)
-    _spread(model)
+    randomize_gates(model)
     model.set_budget(budget)
     sparse_r = assert_sparse_equals_masked(model, torch.randn(2, 3, 76, 100))
     kept = torch.cat([m.flatten() for m in _masks(sparse_r)])
@@ -115,7 +109,7 @@ def test_sparse_windows_equal_the_masked_form(budget, mode):
 
 def test_set_budget_meets_the_flops_and_the_packed_windows_run_fewer():
     model = swin('t', window_size=8)
-    _spread(model)
+    randomize_gates(model)
     x = torch.randn(1, 3, 128, 128)
     executed = {}
     for budget, mode in ((1.0, 'packed'), (0.5, 'whole'), (0.5, 'packed')):

@@ -18,10 +18,7 @@ gradient's scale, so clipping each rank's shard by its own norm (mmengine's
 OptimWrapper under FSDP) would change the losses.
 """
 import math
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -29,6 +26,7 @@ from torch import nn
 
 from conftest import ROOT, run_tool
 from dit_mm.engine.fsdp import DitFSDPStrategy, match_module_paths
+from test_distributed import dist_train
 from test_tools import logged_losses
 
 FSDP_TOY = ROOT / 'configs' / 'toy' / 'upernet_dovit_toy_cityscapes_fsdp.py'
@@ -44,18 +42,6 @@ optim_wrapper = dict(
 """
 COMPARED = ('loss', 'decode.loss_ce', 'aux.loss_ce', 'loss_aux_l1',
             'loss_aux_l3', 'grad_norm')
-
-
-def dist_train(config, work_dir, *args):
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(PORT),
-               PYTHONUNBUFFERED='1')
-    proc = subprocess.run(
-        ['bash', 'tools/dist_train.sh', str(config), '2',
-         '--work-dir', str(work_dir), *map(str, args)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-5000:]
-    return proc.stdout
 
 
 def run_options(iters=ITERS, *extra):
@@ -86,7 +72,7 @@ def fsdp_run(toy_data, tmp_path_factory):
     config = root / 'toy_fsdp.py'
     config.write_text(CONFIG.format(base=FSDP_TOY, init=root / 'init.pth'))
     work_dir = root / 'fsdp'
-    out = dist_train(config, work_dir, *run_options())
+    out = dist_train(config, work_dir, 2, PORT, *run_options())
     return config, init, work_dir, out
 
 
@@ -127,7 +113,8 @@ def test_fsdp_shards_trains_and_saves_a_plain_checkpoint(fsdp_run, tmp_path):
 
 def test_fsdp_trains_as_ddp(fsdp_run, tmp_path):
     config, _, work_dir, _ = fsdp_run
-    out = dist_train(config, tmp_path, *run_options(ITERS, 'runner_type=Runner'))
+    out = dist_train(config, tmp_path, 2, PORT,
+                     *run_options(ITERS, 'runner_type=Runner'))
     assert 'FSDP:' not in out and 'MMDistributedDataParallel' in out
     for key in COMPARED:
         sharded, ddp = logged_losses(work_dir, key), logged_losses(tmp_path, key)
@@ -139,8 +126,8 @@ def test_fsdp_trains_as_ddp(fsdp_run, tmp_path):
 
 def test_fsdp_resumes_exactly(fsdp_run, tmp_path):
     config, _, work_dir, _ = fsdp_run
-    out = dist_train(config, tmp_path, '--resume', work_dir / 'iter_2.pth',
-                     *run_options())
+    out = dist_train(config, tmp_path, 2, PORT, '--resume',
+                     work_dir / 'iter_2.pth', *run_options())
     assert 'resumed epoch: 0, iter: 2' in out
     resumed, whole = logged_losses(tmp_path), logged_losses(work_dir)
     assert sorted(resumed) == [ITERS]

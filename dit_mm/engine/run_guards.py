@@ -27,6 +27,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
+from ..models.backbones.weights import key_differences
 from .checkpoint import allowed_globals, load_from_local_safely
 from .cli import config_scope
 
@@ -146,11 +147,10 @@ def key_mismatches(own: Shapes, state: Mapping[str, torch.Tensor],
     """What does not fit, one phrase per kind with a count and the first
     ``limit`` keys (shapes for mismatches); empty when everything fits.
     ``optional`` keys may be missing on either side."""
-    missing = sorted(k for k in own if k not in state and not optional(k))
-    unexpected = sorted(k for k in state if k not in own and not optional(k))
-    shapes = [f'{k} (checkpoint {tuple(v.shape)} vs model {own[k]})'
-              for k, v in sorted(state.items())
-              if k in own and tuple(v.shape) != own[k]]
+    missing, unexpected, mismatched = key_differences(own, state, optional)
+    unexpected = [k for k in unexpected if not optional(k)]
+    shapes = [f'{k} (checkpoint {theirs} vs model {ours})'
+              for k, theirs, ours in sorted(mismatched)]
     problems = []
     for keys, what in ((missing, 'keys of the model missing from the '
                         'checkpoint'),

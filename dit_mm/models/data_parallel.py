@@ -13,14 +13,8 @@ from typing import Dict
 
 import torch
 import torch.distributed as dist
+from mmengine.dist import get_rank, get_world_size
 from torch import Tensor
-
-
-def world_size() -> int:
-    """Processes of the default group (1 without one)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size()
-    return 1
 
 
 def global_batch(local: Tensor) -> Tensor:
@@ -32,7 +26,7 @@ def global_batch(local: Tensor) -> Tensor:
     every process then computes the same loss value, and DDP's average of the
     processes' gradients is the gradient of that loss on the global batch.
     """
-    world = world_size()
+    world = get_world_size()  # 1 without a process group
     if world == 1:
         return local
     shape = torch.tensor(local.shape, device=local.device)
@@ -50,14 +44,14 @@ def global_batch(local: Tensor) -> Tensor:
     parts = [torch.empty_like(padded) for _ in range(world)]
     dist.all_gather(parts, padded)
     parts = [part[:size].to(local.dtype) for part, size in zip(parts, sizes)]
-    parts[dist.get_rank()] = local.detach() + world * (local - local.detach())
+    parts[get_rank()] = local.detach() + world * (local - local.detach())
     return torch.cat(parts)
 
 
 def mean_over_ranks(values: Dict[str, Tensor]) -> Dict[str, Tensor]:
     """Scalar log values averaged over the processes (detached), so the log
     of a data-parallel run shows the global batch's losses; one all-reduce."""
-    world = world_size()
+    world = get_world_size()
     if world == 1 or not values:
         return values
     names = list(values)

@@ -23,14 +23,13 @@ from dit_mm.analysis.report import (environment, fmt, load_average,
 from dit_mm.analysis.static_peer import pvt_kwargs, static_peer_backbone
 from dit_mm.models.backbones.dit import DiT
 from dit_mm.models.backbones.dit_swinv2 import DiTSwinV2
-from dit_mm.models.layers import RoutingGate
 from dit_mm.models.backbones.pvt_weights import load_pvt_weights
 
 # what the scripts import from here (the package's helpers among them)
 __all__ = ['build_pair', 'build_pvt', 'build_swin_pair', 'environment', 'fmt',
            'forward_calls', 'interleaved_latency', 'load_average',
            'markdown_table', 'num_params', 'paired_ratio', 'quiet_mmengine',
-           'ratio_exit_code', 'spread_gates', 'write_json']
+           'ratio_exit_code', 'write_json']
 
 
 def forward_calls(dynamic, static, x):
@@ -63,20 +62,6 @@ def ratio_exit_code(key: Optional[dict], max_ratio: Optional[float]) -> int:
           f'budget 1.0\'s time, more than --max-ratio {max_ratio}',
           file=sys.stderr)
     return 1
-
-
-def spread_gates(model: torch.nn.Module, seed: int = 0) -> None:
-    """Random routing-gate weights: new gates score every token alike, so a
-    budget's top-k keeps the first tokens of the map (a few windows of a
-    Swin-v2 map); trained gates spread their picks over the image, and so do
-    random ones."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for gate in (m for m in model.modules() if isinstance(m, RoutingGate)):
-            fan_in = gate.fc.weight.shape[1]
-            gate.fc.weight.copy_(torch.randn(gate.fc.weight.shape,
-                                             generator=gen) * 2 / fan_in**0.5)
-            gate.fc.bias.fill_(0.5)
 
 
 def build_swin_pair(arch: str, seed: int = 0):

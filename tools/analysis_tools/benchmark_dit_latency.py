@@ -40,11 +40,12 @@ import torch
 
 from dit_mm.analysis.latency import add_timing_args
 from dit_mm.analysis.static_peer import backbone_difference
+from dit_mm.models.layers import randomize_gates
 from dit_mm.engine.cli import budget_type, positive_int
 from bench_common import (build_pair, build_swin_pair, environment, fmt,
                           forward_calls, interleaved_latency, load_average,
                           markdown_table, num_params, paired_ratio,
-                          ratio_exit_code, spread_gates, write_json)
+                          ratio_exit_code, write_json)
 
 PEERS = {'pvt': 'mmdet PVTv2', 'swinv2': 'mmpretrain Swin-v2'}
 SWIN_ARCHS = ['swinv2-t', 'swinv2-s', 'swinv2-b']
@@ -138,7 +139,7 @@ def main(argv=None):
         dit, static = build_pair(args.arch, args.seed)
     gates = args.gates or ('random' if family == 'swinv2' else 'new')
     if gates == 'random':
-        spread_gates(dit, args.seed)
+        randomize_gates(dit, args.seed)
     x = torch.randn(args.batch, 3, *args.size)
     diff = backbone_difference(dit, static, x)
 

@@ -23,7 +23,6 @@ from ...analysis.pvt_cost import StageCost
 from ...analysis.swin_cost import swin_stage_costs
 from ...registry import register_model
 from ..layers import RoutedSwinV2Block, RoutingGate
-from ..layers.swin_blocks import WINDOW_MODES
 from .dit_routing import RoutedBackbone
 from .weights import (StateDict, load_checked, pretrained_to_init_cfg,
                       read_init_checkpoint)
@@ -175,9 +174,6 @@ class DiTSwinV2(RoutedBackbone):
     def set_window_mode(self, mode: str) -> None:
         """The sparse windowed attention of every block (``'whole'`` or
         ``'packed'``), at run time."""
-        if mode not in WINDOW_MODES:
-            raise ValueError(f'window_mode must be one of {WINDOW_MODES}, got '
-                             f'{mode!r}')
         for stage in self.stages:
             for block in stage.blocks:
                 block.window_mode = mode

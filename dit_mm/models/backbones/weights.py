@@ -8,7 +8,7 @@ nothing is copied, so a wrong checkpoint leaves the model as it was.
 import os
 import warnings
 from collections import OrderedDict
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from mmengine.logging import MMLogger
@@ -78,6 +78,21 @@ def _listed(keys, limit: int = 8) -> str:
     return f'{keys[:limit]}{" ..." if len(keys) > limit else ""}'
 
 
+def key_differences(own: Mapping[str, Tuple[int, ...]],
+                    state: Mapping[str, Tensor],
+                    optional: Callable[[str], bool] = lambda key: False
+                    ) -> Tuple[List[str], List[str], List[tuple]]:
+    """How a checkpoint's ``state`` differs from a model's key shapes
+    ``own``: the model's keys it lacks (``optional`` ones may be missing),
+    the keys the model has not (both sorted), and ``(key, checkpoint
+    shape, model shape)`` for each shape mismatch, in ``state``'s order."""
+    missing = sorted(k for k in own if k not in state and not optional(k))
+    unexpected = sorted(k for k in state if k not in own)
+    mismatched = [(k, tuple(v.shape), own[k]) for k, v in state.items()
+                  if k in own and tuple(v.shape) != own[k]]
+    return missing, unexpected, mismatched
+
+
 def load_checked(module: nn.Module, state: StateDict, source: str,
                  layout: str,
                  optional: Callable[[str], bool] = lambda key: False) -> str:
@@ -89,12 +104,10 @@ def load_checked(module: nn.Module, state: StateDict, source: str,
     names the keys before anything is copied. Returns a one-line report.
     """
     own = module.state_dict()
-    unexpected = sorted(set(state) - set(own))
-    missing = sorted(k for k in set(own) - set(state) if not optional(k))
-    mismatched = [
-        f'{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}'
-        for k, v in state.items() if k in own and v.shape != own[k].shape
-    ]
+    missing, unexpected, shapes = key_differences(
+        {k: tuple(v.shape) for k, v in own.items()}, state, optional)
+    mismatched = [f'{k}: checkpoint {theirs} vs model {ours}'
+                  for k, theirs, ours in shapes]
     problems = []
     if missing:
         problems.append(f'missing keys {_listed(missing)}')

@@ -1,4 +1,5 @@
-from .gates import RoutingGate, straight_through_bernoulli
+from .gates import (RoutingGate, randomize_gates,
+                    straight_through_bernoulli)
 from .mixed_scale_tokens import RegionLayout, region_layout
 from .pvt_blocks import MixFFN, OverlapPatchEmbed, RoutedPVTBlock, SRAttention
 from .scale_gate import ScaleGate
@@ -11,6 +12,7 @@ __all__ = [
     'MixFFN', 'OverlapPatchEmbed', 'RegionLayout', 'RoutedPVTBlock',
     'RoutedSwinV2Block', 'RoutingGate', 'ScaleGate', 'SRAttention',
     'StopHead',
-    'TokenReconstruction', 'packed_attention', 'region_layout',
+    'TokenReconstruction', 'packed_attention', 'randomize_gates',
+    'region_layout',
     'run_packed_layer', 'straight_through_bernoulli'
 ]

@@ -1,4 +1,6 @@
 """Per-token routing gates of DiT: hard decisions, straight-through gradients."""
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -30,6 +32,22 @@ def straight_through_bernoulli(logits: Tensor, tau: float = 1.0,
     soft = torch.sigmoid(z / tau)
     hard = (soft > 0.5).to(soft.dtype)
     return (hard + (soft - soft.detach())).to(logits.dtype)
+
+
+def randomize_gates(model: nn.Module, seed: int = 1, scale: float = 2.0,
+                    bias: float = 0.5) -> None:
+    """Random weights for every :class:`RoutingGate` of ``model`` (normal,
+    ``scale / sqrt(C)``; biases ``bias``), for measuring and testing: new
+    gates score every token alike, so a budget keeps the first tokens of the
+    map (a few windows of a Swin-v2 map); trained gates spread their picks
+    over the image, and so do random ones."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for gate in (m for m in model.modules() if isinstance(m, RoutingGate)):
+            weight = gate.fc.weight
+            weight.copy_(torch.randn(weight.shape, generator=gen) * scale /
+                         math.sqrt(weight.shape[1]))
+            gate.fc.bias.fill_(bias)
 
 
 class RoutingGate(nn.Module):

@@ -41,15 +41,11 @@ WINDOW_MODES = ('whole', 'packed')
 class WindowLayout(NamedTuple):
     """Where the tokens of an ``H x W`` map sit in a block's windows.
 
-    size: the window side. shift: the cyclic shift used. padded: the padded
-    map ``(H_p, W_p)``. source: ``(windows, size**2)`` token index of every
-    window position (-1: padding). window / position: ``(H * W,)`` the window
-    of each token and its position in it. mask: the shifted windows'
-    ``(windows, size**2, size**2)`` attention mask, or None.
+    source: ``(windows, size**2)`` token index of every window position
+    (-1: padding). window / position: ``(H * W,)`` the window of each token
+    and its position in it. mask: the shifted windows' ``(windows, size**2,
+    size**2)`` attention mask, or None.
     """
-    size: int
-    shift: int
-    padded: HW
     source: Tensor
     window: Tensor
     position: Tensor
@@ -83,7 +79,7 @@ def window_layout(block: 'RoutedSwinV2Block', hw: HW,
     window[source[valid]] = rows
     position[source[valid]] = cols
     mask = msa.get_attn_mask(padded, size, shift, device) if shift else None
-    return WindowLayout(size, shift, padded, source, window, position, mask)
+    return WindowLayout(source, window, position, mask)
 
 
 def _cached_layout(block, hw: HW, device, scratch: Optional[dict]
@@ -113,10 +109,19 @@ class RoutedSwinV2Block(SwinBlockV2):
             raise ValueError('RoutedSwinV2Block does not take extra_norm '
                              '(a norm of every token, skipped ones too)')
         super().__init__(*args, **kwargs)
-        if window_mode not in WINDOW_MODES:
-            raise ValueError(f'window_mode must be one of {WINDOW_MODES}, got '
-                             f'{window_mode!r}')
         self.window_mode = window_mode
+
+    @property
+    def window_mode(self) -> str:
+        """The sparse windowed attention, ``'packed'`` or ``'whole'``."""
+        return self._window_mode
+
+    @window_mode.setter
+    def window_mode(self, mode: str) -> None:
+        if mode not in WINDOW_MODES:
+            raise ValueError(f'window_mode must be one of {WINDOW_MODES}, got '
+                             f'{mode!r}')
+        self._window_mode = mode
 
     def gate_input(self, x: Tensor) -> Tensor:
         return F.layer_norm(x, x.shape[-1:])
@@ -203,10 +208,8 @@ class RoutedSwinV2Block(SwinBlockV2):
     def _attend_whole(self, x: Tensor, sel: TokenSelection,
                       layout: WindowLayout) -> Tensor:
         windows, which, slot, position = self._windows(x, sel, layout)
-        dims = x.shape[-1]
-        q, k, v = (self._heads(self._qkv(windows, slice(i * dims,
-                                                        (i + 1) * dims)))
-                   for i in range(3))
+        q, k, v = map(self._heads,
+                      self._qkv(windows, slice(None)).chunk(3, dim=-1))
         attn = self._scores(q, k) + self._bias(layout.mask, which)
         out = (attn.softmax(-1) @ v).transpose(1, 2).flatten(2)
         return self.attn.w_msa.proj(out[slot, position])
@@ -215,8 +218,8 @@ class RoutedSwinV2Block(SwinBlockV2):
                        layout: WindowLayout) -> Tensor:
         windows, which, slot, position = self._windows(x, sel, layout)
         dims = x.shape[-1]
-        k = self._heads(self._qkv(windows, slice(dims, 2 * dims)))
-        v = self._heads(self._qkv(windows, slice(2 * dims, 3 * dims)))
+        k, v = map(self._heads,
+                   self._qkv(windows, slice(dims, None)).chunk(2, dim=-1))
         # the kept tokens of each active window together, padded to the
         # fullest: (A, M) slots
         order = torch.argsort(slot, stable=True)
