@@ -211,6 +211,7 @@ def test_bf16_wrapper_builds_in_every_scope_and_autocasts(scope):
                          optimizer=torch.optim.SGD(model.parameters(), 0.1))
 
 
+@pytest.mark.slow
 def test_train_amp_on_a_cpu_uses_bf16_and_logs_finite_losses(
         toy_data, tmp_path):
     out = run_tool(

@@ -2,8 +2,8 @@
 nothing the user had is lost or changed: the checkpoints, the work dir of an
 earlier run, the data and the model's weights hash the same afterwards.
 
-One real training run (toy classification, one iteration) makes the run the
-other tests try to damage; the tools are called in this process (their
+One real training run (toy classification, one iteration: the suite's
+shared ``trained_classifier``) makes the run the other tests try to damage; the tools are called in this process (their
 ``main``, with ``build_runner`` forbidden where the refusal must come before
 any runner or process group), and once each as a subprocess.
 """
@@ -21,7 +21,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
-from conftest import ROOT, load_tool, run_tool
+from conftest import CLS_TOY, ONE_ITER, ROOT, load_tool, run_tool
 from dit_mm.analysis.task_model import build_task_model
 from dit_mm.engine.cli import apply_train_args, load_config
 from dit_mm.engine.data_errors import EmptyDatasetError, ImageFileError
@@ -30,10 +30,8 @@ from dit_mm.engine.run_guards import (CheckpointMismatchError,
 from dit_mm.models.backbones import DiT, MixedScaleViT, TokenPassViT
 from dit_mm.toydata import make_imagenet
 
-CONFIG = 'configs/toy/cls_dit_b0_toy_imagenet.py'
+CONFIG = CLS_TOY
 CONFIG_NAME = Path(CONFIG).name
-ONE_ITER = ['train_cfg.max_iters=1', 'train_cfg.val_interval=100',
-            'default_hooks.checkpoint.interval=1']
 TRAIN = load_tool('tools/train.py', 'train_tool')
 TEST = load_tool('tools/test.py', 'test_tool')
 TOY = load_tool('tools/make_toy_data.py', 'toy_tool')
@@ -51,16 +49,13 @@ def digest(root: Path) -> dict:
     }
 
 
-@pytest.fixture(scope='module')
-def run(toy_data, tmp_path_factory) -> Path:
-    """The work dir of a finished one-iteration run: its dumped config,
-    ``iter_1.pth`` and ``last_checkpoint``."""
-    work_dir = tmp_path_factory.mktemp('run')
-    run_tool('tools/train.py', CONFIG, '--work-dir', work_dir,
-             '--cfg-options', *ONE_ITER)
-    assert (work_dir / 'iter_1.pth').is_file()
-    assert (work_dir / CONFIG_NAME).is_file()
-    return work_dir
+@pytest.fixture
+def run(trained_classifier) -> Path:
+    """The work dir of a finished one-iteration run of ``CONFIG`` with
+    ``ONE_ITER``: its dumped config, ``iter_1.pth`` and ``last_checkpoint``."""
+    assert (trained_classifier / 'iter_1.pth').is_file()
+    assert (trained_classifier / CONFIG_NAME).is_file()
+    return trained_classifier
 
 
 def call_tool(tool, monkeypatch, *argv):

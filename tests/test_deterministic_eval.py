@@ -13,12 +13,9 @@ import pytest
 import torch
 from mmengine.fileio import load
 
-from conftest import run_tool
+from conftest import CLS_TOY, run_tool
 from dit_mm.models.layers import randomize_gates
 from test_dit_backbone import _assert_same_masks, _dit, _masks
-from test_tools import short_run
-
-CLS_TOY = 'configs/toy/cls_dit_b0_toy_imagenet.py'
 
 
 @pytest.mark.parametrize('budget', [None, 0.5])
@@ -50,11 +47,10 @@ def test_dit_routes_an_image_alike_alone_and_in_any_batch(budget):
         assert torch.equal(a, b)  # bit for bit, run after run
 
 
+@pytest.mark.slow
 def test_test_tool_scores_repeat_and_do_not_depend_on_the_batch(
-        toy_data, tmp_path):
-    run_tool('tools/train.py', CLS_TOY, '--work-dir', tmp_path,
-             *short_run(2, 2))
-    checkpoint = tmp_path / 'iter_2.pth'
+        trained_classifier, tmp_path):
+    checkpoint = trained_classifier / 'iter_1.pth'
     scores = {}
     for name, batch in (('first', 1), ('again', 1), ('batched', 5)):
         out = tmp_path / f'{name}.pkl'

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from conftest import ROOT, run_tool
+from conftest import ROOT, free_port, run_tool
 from test_tools import logged_losses
 
 PROBES = dict(PYTHONPATH=f'{ROOT / "tests"}:{os.environ.get("PYTHONPATH", "")}')
@@ -83,8 +83,9 @@ def cfg_options(batch_size):
             f'train_dataloader.batch_size={batch_size}']
 
 
-def dist_train(config, work_dir, procs, port, *args):
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(port),
+def dist_train(config, work_dir, procs, *args):
+    """tools/dist_train.sh with ``procs`` processes on a free port."""
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()),
                PYTHONUNBUFFERED='1', **PROBES)
     proc = subprocess.run(
         ['bash', 'tools/dist_train.sh', str(config), str(procs),
@@ -117,6 +118,7 @@ def assert_same_logs(got, expected, iters, rel, abs):
                 it, key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(CASES))
 def test_two_processes_train_as_one_with_the_global_batch(
         name, toy_data, tmp_path):
@@ -124,8 +126,7 @@ def test_two_processes_train_as_one_with_the_global_batch(
     single, ddp = tmp_path / 'single', tmp_path / 'ddp'
     run_tool('tools/train.py', config, '--work-dir', single,
              *cfg_options(batch_size=2), env=PROBES)
-    port = 29571 + sorted(CASES).index(name)
-    out = dist_train(config, ddp, 2, port, *cfg_options(batch_size=1))
+    out = dist_train(config, ddp, 2, *cfg_options(batch_size=1))
     assert "backend='gloo'" in out and 'find_unused_parameters=False' in out
 
     assert_same_logs(logged(ddp), logged(single), ITERS, rel=1e-4, abs=1e-6)

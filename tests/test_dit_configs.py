@@ -16,7 +16,10 @@ ADE = 'data/toy/ade/ADEChallengeData2016'
 
 
 def coco_at(root, num_train=1, num_test=2):
-    """--cfg-options pointing a stock COCO config at ``root``, a small subset."""
+    """--cfg-options pointing a stock COCO config at ``root``, a small subset,
+    its images resized to fit 667x400 instead of 1333x800: the same
+    keep-ratio resize and padding to a multiple of 32 (so odd-sized maps at
+    every stride), at a quarter of the pixels."""
     return [
         f'train_dataloader.dataset.data_root={root}',
         f'val_dataloader.dataset.data_root={root}',
@@ -24,7 +27,11 @@ def coco_at(root, num_train=1, num_test=2):
         f'val_evaluator.ann_file={root}annotations/instances_val2017.json',
         f'test_evaluator.ann_file={root}annotations/instances_val2017.json',
         f'train_dataloader.dataset.indices={num_train}',
+        f'val_dataloader.dataset.indices={num_test}',
         f'test_dataloader.dataset.indices={num_test}',
+        'train_dataloader.dataset.pipeline.2.scale=(667,400)',
+        'val_dataloader.dataset.pipeline.1.scale=(667,400)',
+        'test_dataloader.dataset.pipeline.1.scale=(667,400)',
         f'train_dataloader.batch_size={num_train}',
         'train_dataloader.num_workers=1', 'test_dataloader.num_workers=1',
         'default_hooks.logger.interval=1',
@@ -36,14 +43,26 @@ def one_epoch():
 
 
 def ade_at(root, num_test=2):
+    """--cfg-options pointing a stock ADE20K config at ``root``: one iteration
+    of two images, then (mmengine validates after the last iteration
+    whatever the interval) ``num_test`` val images; crops of 256 instead of
+    512 (images resized to fit 1024x256 instead of 2048x512): a quarter of
+    the pixels through the same pipeline and padding."""
     return [
         f'train_dataloader.dataset.data_root={root}',
         f'val_dataloader.dataset.data_root={root}',
         f'test_dataloader.dataset.data_root={root}',
+        f'val_dataloader.dataset.indices={num_test}',
         f'test_dataloader.dataset.indices={num_test}',
         'train_dataloader.batch_size=2', 'train_dataloader.num_workers=1',
-        'test_dataloader.num_workers=1', 'train_cfg.max_iters=1',
-        'train_cfg.val_interval=2', 'default_hooks.logger.interval=1',
+        'val_dataloader.num_workers=1', 'test_dataloader.num_workers=1',
+        'train_cfg.max_iters=1', 'train_cfg.val_interval=2',
+        'default_hooks.logger.interval=1',
+        'train_dataloader.dataset.pipeline.2.scale=(1024,256)',
+        'train_dataloader.dataset.pipeline.3.crop_size=(256,256)',
+        'val_dataloader.dataset.pipeline.1.scale=(1024,256)',
+        'test_dataloader.dataset.pipeline.1.scale=(1024,256)',
+        'model.data_preprocessor.size=(256,256)',
     ]
 
 
@@ -67,16 +86,20 @@ def test_every_dit_config_loads_with_dit_and_its_loss(path):
         assert cfg.model.head.in_channels == widths[3]
 
 
+@pytest.mark.slow
 def test_users_command_trains_maskrcnn_dit_b2_on_a_coco_layout(
         toy_data, tmp_path):
-    """`python tools/train.py configs/maskrcnn_dit_b2_coco.py` at full size
-    (one 1333x800 image), the toy COCO set standing in for data/coco."""
+    """`python tools/train.py configs/maskrcnn_dit_b2_coco.py`: the model at
+    full width trains an epoch of one image and validates (after the last
+    epoch, whatever the interval) on two, the toy COCO set standing in for
+    data/coco (at 667x400, see ``coco_at``)."""
     out = run_tool('tools/train.py', 'configs/maskrcnn_dit_b2_coco.py',
                    '--work-dir', tmp_path, '--cfg-options', *coco_at(COCO),
                    *one_epoch(), 'default_hooks.checkpoint.save_last=False',
                    'default_hooks.checkpoint.interval=2')
     assert 'Epoch(train) [1][1/1]' in out
     assert 'loss_budget' in out and 'loss_mask' in out
+    assert 'Epoch(val) [1][2/2]' in out
 
 
 def write_swapped(tmp_path, name, text):
@@ -85,6 +108,7 @@ def write_swapped(tmp_path, name, text):
     return path
 
 
+@pytest.mark.slow
 def test_stock_mmdet_config_with_dit_backbone_trains_and_predicts(
         toy_data, tmp_path):
     config = write_swapped(tmp_path, 'mask_rcnn_dit.py', """\
@@ -105,6 +129,7 @@ def test_stock_mmdet_config_with_dit_backbone_trains_and_predicts(
     assert {'pred_instances', 'img_id'} <= set(results[0])
 
 
+@pytest.mark.slow
 def test_stock_mmseg_config_with_dit_backbone_trains_and_predicts(
         toy_data, tmp_path):
     config = write_swapped(tmp_path, 'upernet_dit.py', """\

@@ -57,6 +57,7 @@ def test_every_dovit_config_loads_with_its_backbone_and_classes(path):
         assert head.num_convs == 4 and head.up_scale == 2
 
 
+@pytest.mark.slow
 def test_full_size_config_trains_and_predicts_on_the_ade20k_layout(
         toy_data, tmp_path):
     config = 'configs/segmenter_dovit_s_ade20k.py'
@@ -73,6 +74,7 @@ def test_full_size_config_trains_and_predicts_on_the_ade20k_layout(
     assert len(results) == 2 and 'pred_sem_seg' in results[0]
 
 
+@pytest.mark.slow
 def test_stock_segmenter_config_takes_the_token_pass_backbone(
         toy_data, tmp_path):
     config = tmp_path / 'segmenter_token_pass.py'
@@ -92,6 +94,7 @@ def test_stock_segmenter_config_takes_the_token_pass_backbone(
     assert len(load(str(preds))) == 2
 
 
+@pytest.mark.slow
 def test_toy_token_pass_segmenter_learns_and_stops_tokens(toy_data, tmp_path):
     """The whole model (backbone, stop heads, decoder) from scratch on the
     toy ADE20K set. Its labels hold four classes, so predicting any one class
@@ -105,6 +108,7 @@ def test_toy_token_pass_segmenter_learns_and_stops_tokens(toy_data, tmp_path):
     assert keep[120] < 0.8 and keep[110] < 0.8
 
 
+@pytest.mark.slow
 def test_toy_token_pass_upernet_trains_and_tests_on_cityscapes(
         toy_data, tmp_path):
     config = 'configs/toy/upernet_dovit_toy_cityscapes.py'

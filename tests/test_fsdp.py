@@ -29,9 +29,10 @@ from dit_mm.engine.fsdp import DitFSDPStrategy, match_module_paths
 from test_distributed import dist_train
 from test_tools import logged_losses
 
+# one worker runs the module: its tests share one FSDP run (fsdp_run)
+pytestmark = pytest.mark.xdist_group('fsdp')
 FSDP_TOY = ROOT / 'configs' / 'toy' / 'upernet_dovit_toy_cityscapes_fsdp.py'
 PLAIN_TOY = ROOT / 'configs' / 'toy' / 'upernet_dovit_toy_cityscapes.py'
-PORT = 29583
 ITERS = 3
 CONFIG = """_base_ = '{base}'
 load_from = '{init}'
@@ -72,10 +73,11 @@ def fsdp_run(toy_data, tmp_path_factory):
     config = root / 'toy_fsdp.py'
     config.write_text(CONFIG.format(base=FSDP_TOY, init=root / 'init.pth'))
     work_dir = root / 'fsdp'
-    out = dist_train(config, work_dir, 2, PORT, *run_options())
+    out = dist_train(config, work_dir, 2, *run_options())
     return config, init, work_dir, out
 
 
+@pytest.mark.slow
 def test_fsdp_shards_trains_and_saves_a_plain_checkpoint(fsdp_run, tmp_path):
     config, init, work_dir, out = fsdp_run
     assert 'Distributed launcher: pytorch' in out
@@ -111,9 +113,10 @@ def test_fsdp_shards_trains_and_saves_a_plain_checkpoint(fsdp_run, tmp_path):
     assert miou and 0.0 <= float(miou[-1]) <= 100.0, out[-3000:]
 
 
+@pytest.mark.slow
 def test_fsdp_trains_as_ddp(fsdp_run, tmp_path):
     config, _, work_dir, _ = fsdp_run
-    out = dist_train(config, tmp_path, 2, PORT,
+    out = dist_train(config, tmp_path, 2,
                      *run_options(ITERS, 'runner_type=Runner'))
     assert 'FSDP:' not in out and 'MMDistributedDataParallel' in out
     for key in COMPARED:
@@ -124,9 +127,10 @@ def test_fsdp_trains_as_ddp(fsdp_run, tmp_path):
                 key, it, sharded, ddp)
 
 
+@pytest.mark.slow
 def test_fsdp_resumes_exactly(fsdp_run, tmp_path):
     config, _, work_dir, _ = fsdp_run
-    out = dist_train(config, tmp_path, 2, PORT, '--resume',
+    out = dist_train(config, tmp_path, 2, '--resume',
                      work_dir / 'iter_2.pth', *run_options())
     assert 'resumed epoch: 0, iter: 2' in out
     resumed, whole = logged_losses(tmp_path), logged_losses(work_dir)

@@ -56,6 +56,7 @@ def test_every_msvit_config_loads_with_its_stage_and_grid(path):
         assert cfg.load_from == f'work_dirs/{gate_name}/{last}.pth'
 
 
+@pytest.mark.slow
 def test_full_size_gate_stage_trains_only_the_gate_on_the_ade20k_layout(
         toy_data, tmp_path):
     config = 'configs/segmenter_msvit_s_gate_ade20k.py'
@@ -102,6 +103,7 @@ def coarse_fraction_on(cfg, checkpoint, split):
     return torch.cat(fractions)
 
 
+@pytest.mark.slow
 def test_toy_gate_stage_reaches_the_target_coarse_fraction(toy_data,
                                                            tmp_path):
     """Only the gate, its priors and the classifier train on a frozen ViT;
@@ -124,6 +126,7 @@ def test_toy_gate_stage_reaches_the_target_coarse_fraction(toy_data,
     assert fractions.std() > 0.1  # decisions differ between images
 
 
+@pytest.mark.slow
 def test_toy_mixed_scale_segmenter_learns_with_coarse_tokens(toy_data,
                                                             tmp_path):
     """The whole model (gate, ViT, Segmenter head) from scratch on the toy

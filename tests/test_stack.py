@@ -1,5 +1,8 @@
 """The pinned OpenMMLab stack is installed and mmcv's compiled ops run on it."""
 import importlib
+import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -49,3 +52,24 @@ def test_mmcv_roi_align_is_exact_on_a_linear_ramp():
     assert torch.allclose(out[0, 0], torch.tensor([[0.5, 2.5], [0.5, 2.5]]))
     reference = roi_align(feat, rois, (2, 2), 1., 2, aligned=True)
     assert torch.allclose(out, reference, atol=1e-5)
+
+
+def test_xdist_keeps_a_group_on_one_worker(tmp_path):
+    """The README's test command leans on ``--dist loadgroup``: the tests of
+    one shared run (tests/conftest.py's trained detector, test_fsdp.py's
+    FSDP run) go to one worker. pytest 9.2 with pytest-xdist 3.8 drops the
+    groups silently (pytest-xdist#1386); this catches such a pair."""
+    (tmp_path / 'test_grouped.py').write_text(
+        'import pytest\n'
+        "pytestmark = pytest.mark.xdist_group('g')\n"
+        "@pytest.mark.parametrize('i', range(6))\n"
+        'def test_worker(i):\n'
+        '    pass\n')
+    proc = subprocess.run(
+        [sys.executable, '-m', 'pytest', '-n', '2', '--dist', 'loadgroup',
+         '-p', 'no:cacheprovider', '-v', 'test_grouped.py'],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout
+    workers = re.findall(r'\[(gw\d+)\] .*PASSED', proc.stdout)
+    assert len(workers) == 6 and len(set(workers)) == 1, proc.stdout

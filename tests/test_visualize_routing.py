@@ -136,6 +136,32 @@ def test_tool_draws_a_toy_detector_at_two_budgets(det_checkpoint,
     assert not np.array_equal(read(out), full)
 
 
+def test_tool_draws_several_budgets_with_one_model(det_checkpoint,
+                                                   coco_images, tmp_path,
+                                                   capsys):
+    """The first budget into --out-dir, the others into budget_<r>/: each
+    picture as the tool draws it at that budget alone."""
+    images = coco_images[:2]
+    tool = load_tool(TOOL, 'visualize_routing')
+    tool.main([str(ROOT / DET_CONFIG), str(det_checkpoint),
+               *map(str, images), '--out-dir', str(tmp_path / 'all'),
+               '--budget', 'none', '0.5'])
+    log = capsys.readouterr().out
+    assert '4/4' in log  # two images at two budgets
+    tool.main([str(ROOT / DET_CONFIG), str(det_checkpoint), str(images[1]),
+               '--out-dir', str(tmp_path / 'half'), '--budget', '0.5'])
+    name = f'{images[1].stem}_routing.png'
+    assert sorted(p.name for p in (tmp_path / 'all').iterdir()) == sorted(
+        [f'{i.stem}_routing.png' for i in images] + ['budget_0.5'])
+    assert (f'{images[1]}: realized FLOPs 0.500 of the PVTv2 route (budget: '
+            f'0.5) -> {tmp_path / "all" / "budget_0.5" / name}') in log
+    assert '(budget: learned)' in log
+    assert np.array_equal(read(tmp_path / 'all' / 'budget_0.5' / name),
+                          read(tmp_path / 'half' / name))
+    assert not np.array_equal(read(tmp_path / 'all' / name),
+                              read(tmp_path / 'half' / name))
+
+
 @pytest.mark.parametrize('config', SEG_CONFIGS)
 def test_tool_draws_toy_segmenters(config, toy_data, tmp_path, capsys):
     checkpoint = save_checkpoint(config, tmp_path / 'seg.pth')
@@ -225,8 +251,13 @@ def test_tool_arguments():
     assert args.images == ['a.jpg', 'b.png']
     assert args.out_dir == 'work_dirs/routing'
     assert 'budget' not in vars(args)  # the config's
-    assert tool.parse_args(['c.py', 'k.pth', 'a.jpg', '--budget',
-                            'None']).budget is None
+    assert tool.budget_folders(args) == [(tool.CONFIG_BUDGET,
+                                          'work_dirs/routing')]
+    args = tool.parse_args(['c.py', 'k.pth', 'a.jpg', '--budget', 'None',
+                            '1', '0.5', '--out-dir', 'o'])
+    assert args.budget == [None, 1.0, 0.5]
+    assert tool.budget_folders(args) == [(None, 'o'), (1.0, 'o/budget_1.0'),
+                                         (0.5, 'o/budget_0.5')]
 
 
 # --------------------------------------------------------------- the hook
