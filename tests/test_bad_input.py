@@ -3,9 +3,10 @@ nothing the user had is lost or changed: the checkpoints, the work dir of an
 earlier run, the data and the model's weights hash the same afterwards.
 
 One real training run (toy classification, one iteration: the suite's
-shared ``trained_classifier``) makes the run the other tests try to damage; the tools are called in this process (their
-``main``, with ``build_runner`` forbidden where the refusal must come before
-any runner or process group), and once each as a subprocess.
+shared ``trained_classifier``) makes the run the other tests try to damage;
+the tools are called in this process (their ``main``, with ``build_runner``
+forbidden where the refusal must come before any runner or process group),
+and once each as a subprocess.
 """
 import hashlib
 import re

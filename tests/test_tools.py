@@ -65,7 +65,7 @@ def metric(output, name):
 def check_trained_and_tested(name, work_dir, iters, train_out, test_out):
     """The run of ``TOY_CONFIGS[name]`` in ``work_dir``: its validation and
     test metrics, every iteration's losses, ``--out`` and ``--show-dir``."""
-    config, key, num_val, _ = TOY_CONFIGS[name]
+    _, key, num_val, _ = TOY_CONFIGS[name]
     assert 0.0 <= metric(train_out, key) <= 100.0
     assert sorted(logged_losses(work_dir)) == list(range(1, iters + 1))
     for logged in ('loss_budget', 'flops_ratio'):
