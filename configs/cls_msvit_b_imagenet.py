@@ -19,6 +19,8 @@ model = dict(
         img_size=224,
         out_type='cls_token',
         final_norm=True,
+        norm_cfg=dict(type='LN', eps=1e-6),  # DeiT's (mmseg's default: 1e-5)
+        patch_bias=True,  # DeiT's (mmseg's default: no bias)
         drop_path_rate=0.1,
         scale_gate=dict(hidden_dims=(64, 64), init_logit=3.0),
         scale_loss=dict(

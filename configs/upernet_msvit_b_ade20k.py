@@ -16,6 +16,7 @@ model = dict(
         out_indices=(2, 5, 8, 11),
         drop_path_rate=0.1,
         norm_cfg=dict(type='LN', eps=1e-6),
+        patch_bias=True,  # timm / DeiT weights (mmseg's default: no bias)
         scale_gate=dict(hidden_dims=(64, 64), init_logit=3.0),
         scale_loss=dict(
             type='GeneralizedBatchShapingLoss', target=0.5, weight=1.0,

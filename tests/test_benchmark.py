@@ -23,6 +23,7 @@ from dit_mm.analysis.task_model import (budget, build_task_model,
                                         preprocess, synthetic_batch)
 from dit_mm.models.backbones import DiT, MixedScaleViT, TokenPassViT
 from dit_mm.models.backbones.pvt_weights import to_dit_layout
+from test_stock_peers import perturb
 
 TOOL = 'tools/analysis_tools/benchmark.py'
 TOY = dict(
@@ -138,6 +139,7 @@ def test_dit_peer_is_mmdet_pvtv2_with_the_same_weights():
     torch.manual_seed(0)
     dit = DiT('b0', out_indices=(1, 2, 3))
     dit.init_weights()
+    perturb(dit)  # a swapped norm or bias shows
     dit.eval().set_budget(0.5)
     peer = static_peer_backbone(dit)
     assert isinstance(peer, PyramidVisionTransformerV2) and not peer.training
@@ -180,6 +182,7 @@ def test_vit_peer_is_mmseg_vit_with_the_same_weights(cls, kwargs):
     torch.manual_seed(0)
     vit = cls(**kwargs)
     vit.init_weights()
+    perturb(vit)
     vit.eval()
     vit.set_budget(None)
     peer = static_peer_backbone(vit)

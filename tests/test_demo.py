@@ -101,9 +101,10 @@ def test_demo_trains_evaluates_draws_sweeps_and_a_second_run_only_evaluates(
     out = run_demo(tmp_path)
     assert f'Iter(train) [{ITERS}/{ITERS}]' in out
     trained = evaluation(out)
+    # reported (metric() asserts it; the second run must reproduce it);
+    # what learning reaches is asserted on the shared 100-iteration run above
     bbox = metric(trained, 'coco/bbox_mAP')
-    assert 0.0 <= bbox <= 1.0
-    assert 0.0 <= metric(trained, 'coco/segm_mAP') <= 1.0
+    metric(trained, 'coco/segm_mAP')
     pictures = check_routing_pictures(out, tmp_path)
     plot = check_sweep(out, tmp_path)
     again = run_demo(tmp_path)

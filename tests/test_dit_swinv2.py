@@ -18,14 +18,18 @@ from dit_mm.analysis.swin_cost import swin_stage_costs
 from dit_mm.models.backbones import DiTSwinV2, resolve_swinv2_arch
 from dit_mm.models.layers import randomize_gates
 from test_dit_backbone import _masks, assert_sparse_equals_masked
+from test_stock_peers import perturb
 
 SMALL = dict(embed_dims=32, depths=[1, 2, 2, 1], num_heads=[1, 2, 4, 8])
 
 
 def swin(arch=SMALL, **kwargs):
+    """A DiTSwinV2 as the detection configs set it: four maps, any size."""
     torch.manual_seed(0)
     kwargs.setdefault('drop_path_rate', 0.)
     kwargs.setdefault('window_size', 4)
+    kwargs.setdefault('out_indices', (0, 1, 2, 3))
+    kwargs.setdefault('pad_small_map', True)
     model = DiTSwinV2(arch, **kwargs)
     model.init_weights()
     return model.eval()
@@ -37,6 +41,7 @@ def mmpretrain_swin(arch='tiny', **kwargs):
                               pad_small_map=True, drop_path_rate=0.,
                               **kwargs)
     model.init_weights()
+    perturb(model)  # norms and biases off 1 and 0 too
     model.eval()  # mmpretrain's train() returns None
     return model
 
@@ -51,6 +56,7 @@ def test_static_route_equals_mmpretrain_swinv2_t(size, tmp_path):
     state['head.fc.weight'] = torch.zeros(1000, 768)
     torch.save(dict(state_dict=state, meta=dict()), path)
     model = DiTSwinV2('t', window_size=8, drop_path_rate=0.,
+                      out_indices=(0, 1, 2, 3), pad_small_map=True,
                       init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     model.init_weights()
     model.eval().set_budget(1.0)
@@ -70,7 +76,8 @@ def test_static_route_equals_mmpretrain_swinv2_t(size, tmp_path):
 
 def test_params_are_mmpretrains_plus_the_gates():
     for arch, name in (('t', 'tiny'), ('s', 'small'), ('b', 'base')):
-        ours = sum(p.numel() for p in DiTSwinV2(arch).parameters())
+        ours = sum(p.numel() for p in DiTSwinV2(
+            arch, out_indices=(0, 1, 2, 3)).parameters())
         theirs = sum(p.numel() for p in SwinTransformerV2(
             arch=name, out_indices=(0, 1, 2, 3)).parameters())
         dims = resolve_swinv2_arch(arch)['embed_dims']
@@ -158,13 +165,30 @@ def test_frozen_stages_freeze_the_stem_too():
     assert all(p.requires_grad for p in model.stages[1].parameters())
 
 
+@pytest.mark.parametrize('frozen', [-1, 0, 2, 3])
+def test_frozen_stages_freeze_what_mmpretrain_freezes(frozen):
+    """The stem, the stages and their output norms (a defect: the norms
+    stayed trainable), and nothing else but the frozen stages' gates."""
+    kwargs = dict(arch='tiny', frozen_stages=frozen, out_indices=(0, 1, 2, 3))
+    theirs = SwinTransformerV2(**kwargs)
+    theirs.train()
+    ours = DiTSwinV2(**kwargs).train()
+    assert {n for n, p in ours.named_parameters() if not p.requires_grad
+            and '.gates.' not in n} == {
+                n for n, p in theirs.named_parameters() if not p.requires_grad}
+
+
 # ------------------------------------------------------------ bad arguments
 @pytest.mark.parametrize('kwargs,error,message', [
-    (dict(arch='h'), KeyError, "Unknown Swin-v2 arch 'h'"),
-    (dict(arch=dict(embed_dims=32)), KeyError, 'needs'),
+    # mmpretrain asserts: AssertionError for its arguments
+    (dict(arch='x'), AssertionError, "Unknown Swin-v2 arch 'x'"),
+    (dict(arch='huge'), AssertionError, "extra norms.*'huge' arch"),
+    (dict(arch=dict(embed_dims=32)), AssertionError, 'needs'),
+    (dict(use_abs_pos_embed=True), AssertionError,
+     'use_abs_pos_embed=False only'),
     (dict(window_mode='sliding'), ValueError, 'window_mode must be one of'),
-    (dict(window_size=[8, 8]), ValueError, 'one size per stage'),
-    (dict(out_indices=(4, )), ValueError, 'out_indices must be'),
+    (dict(window_size=[8, 8]), AssertionError, 'one size per stage'),
+    (dict(out_indices=(4, )), AssertionError, 'out_indices must name'),
     (dict(budget=1.5), ValueError, 'budget must be in'),
 ])
 def test_bad_arguments_name_the_problem(kwargs, error, message):
@@ -172,9 +196,15 @@ def test_bad_arguments_name_the_problem(kwargs, error, message):
         DiTSwinV2(**kwargs)
 
 
-def test_images_smaller_than_the_largest_stride_are_refused():
-    with pytest.raises(ValueError, match='at least 32x32'):
-        swin()(torch.randn(1, 3, 16, 40))
+def test_a_map_under_its_window_needs_pad_small_map_as_in_mmpretrain():
+    """mmpretrain's default refuses it with an AssertionError: the same
+    type here; with pad_small_map any image runs, down to one pixel."""
+    with pytest.raises(AssertionError, match=r'a 4x10 map is smaller than the '
+                       r'window \(8\); set pad_small_map=True'):
+        swin(window_size=8, pad_small_map=False)(torch.randn(1, 3, 16, 40))
+    model = swin()
+    for size in ((1, 1), (16, 40), (31, 33)):
+        assert len(model(torch.randn(1, 3, *size))) == 4
 
 
 # ------------------------------------------------------------------ configs

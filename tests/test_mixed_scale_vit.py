@@ -46,7 +46,7 @@ def test_all_fine_equals_mmseg_vit(arch, dims, heads):
     ours = MixedScaleViT(arch, img_size=224, out_indices=(2, 5, 8, 11),
                          final_norm=True)
     ours.init_weights()
-    ours.load_vit_weights(vit.state_dict(), 'mmseg')
+    ours.load_weights(vit.state_dict(), 'mmseg')
     ours.eval().set_budget(1.0)
     x = torch.randn(2, 3, 100, 132)
     with torch.no_grad():
@@ -65,7 +65,7 @@ def test_a_new_gate_keeps_every_region_fine_like_the_plain_vit():
     ours = MixedScaleViT(SMALL, img_size=64, out_indices=(1, 3, 5),
                          final_norm=True)
     ours.init_weights()  # the gate starts at fine logit 3 everywhere
-    ours.load_vit_weights(vit.state_dict(), 'mmseg')
+    ours.load_weights(vit.state_dict(), 'mmseg')
     ours.eval()
     x = torch.randn(2, 3, 64, 96)
     with torch.no_grad():  # the learned gate's path, not the budget's
@@ -244,7 +244,7 @@ def test_weights_load_without_the_gate_and_bad_arguments_are_named():
     vit = mmseg_vit(48, 3, layers=6, img_size=64, out=(1, 3, 5))
     model = small_model()
     gate = model.scale_gate.fc.weight.clone()
-    message = model.load_vit_weights(vit.state_dict(), 'mmseg')
+    message = model.load_weights(vit.state_dict(), 'mmseg')
     assert 'keep their initial values' in message
     assert torch.equal(model.scale_gate.fc.weight, gate)
     with pytest.raises(ValueError, match='gate_temperature'):

@@ -12,10 +12,9 @@ from mmdet.registry import MODELS
 
 import dit_mm  # noqa: F401  (registers DiT)
 from dit_mm.models.backbones import ARCHS, DiT
-from dit_mm.models.backbones.pvt_weights import (detect_layout,
-                                                 load_pvt_weights,
-                                                 to_dit_layout)
+from dit_mm.models.backbones.pvt_weights import detect_layout, to_dit_layout
 from dit_mm.models.backbones.weights import unwrap_state_dict
+from test_stock_peers import perturb
 
 
 def _mmdet_pvt(arch, **kwargs):
@@ -35,11 +34,7 @@ def _randomize(model, seed):
     """Init, then move every weight off its init value (norms and biases
     included), so a weight that is not loaded shows in the outputs."""
     model.init_weights()
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(torch.randn(param.shape, generator=gen) * 0.05)
-    return model
+    return perturb(model, seed)
 
 
 def _dit_from(path, arch='b0', **kwargs):
@@ -185,7 +180,7 @@ def test_another_arch_is_refused_and_nothing_is_copied(tmp_path):
         assert torch.equal(value, before[key]), key
     # also straight from an mmdet b2 state dict
     with pytest.raises(ValueError, match='shape mismatch'):
-        load_pvt_weights(model, _mmdet_pvt('b2').state_dict(), 'mmdet b2')
+        model.load_weights(_mmdet_pvt('b2').state_dict(), 'mmdet b2')
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
 
@@ -195,11 +190,11 @@ def test_missing_and_unexpected_keys_are_refused():
     state = model.state_dict()
     del state['stages.1.blocks.0.attn.q.weight']
     with pytest.raises(ValueError, match='missing keys.*attn.q.weight'):
-        load_pvt_weights(model, state, 'partial')
+        model.load_weights(state, 'partial')
     state = model.state_dict()
     state['stages.0.extra.weight'] = torch.zeros(1)
     with pytest.raises(ValueError, match='unexpected keys.*extra'):
-        load_pvt_weights(model, state, 'extra')
+        model.load_weights(state, 'extra')
 
 
 @pytest.mark.parametrize('damage', ['truncate', 'garbage'])

@@ -17,18 +17,25 @@ from dit_mm.models.backbones import TokenPassViT
 from dit_mm.models.backbones.token_pass_vit import default_head_layers
 from dit_mm.models.layers import packed_attention
 from dit_mm.models.tokens import select_tokens
+from test_stock_peers import perturb
 
 SMALL = dict(embed_dims=48, num_layers=6, num_heads=3)
 
 
-def mmseg_vit(dims, heads, layers=12, img_size=224, out=(2, 5, 8, 11)):
+# the timm / DeiT choices our configs set (mmseg's defaults differ)
+DEIT = dict(patch_bias=True, norm_cfg=dict(type='LN', eps=1e-6))
+
+
+def mmseg_vit(dims, heads, layers=12, img_size=224, out=(2, 5, 8, 11),
+              **kwargs):
+    """mmseg's VisionTransformer (its defaults unless ``kwargs`` say
+    otherwise), every weight moved off its initial value."""
     torch.manual_seed(0)
     vit = VisionTransformer(
         img_size=img_size, embed_dims=dims, num_layers=layers,
-        num_heads=heads, out_indices=out, final_norm=True, patch_bias=True,
-        norm_cfg=dict(type='LN', eps=1e-6))
+        num_heads=heads, out_indices=out, final_norm=True, **kwargs)
     vit.init_weights()
-    vit.eval()
+    perturb(vit).eval()  # mmseg's train() returns None: no chaining
     return vit
 
 
@@ -57,7 +64,7 @@ def test_full_route_equals_mmseg_vit(arch, dims, heads):
     ours = TokenPassViT(arch, img_size=224, out_indices=(2, 5, 8, 11),
                         final_norm=True)
     ours.init_weights()
-    ours.load_vit_weights(vit.state_dict(), 'mmseg')
+    ours.load_weights(vit.state_dict(), 'mmseg')
     ours.eval().set_budget(1.0)
     x = torch.randn(2, 3, 100, 132)  # not the training size: pos resize
     with torch.no_grad():
@@ -90,7 +97,7 @@ def _timm_state(vit):
 
 def test_loads_timm_and_deit_layouts_with_a_resized_position_embedding(
         tmp_path):
-    vit = mmseg_vit(384, 6, img_size=224)
+    vit = mmseg_vit(384, 6, img_size=224, **DEIT)  # timm has a patch bias
     timm = _timm_state(vit)
     timm['head.weight'] = torch.zeros(1000, 384)
     # DeiT-distilled: a distillation token and its position entry
@@ -105,7 +112,7 @@ def test_loads_timm_and_deit_layouts_with_a_resized_position_embedding(
         path = tmp_path / f'{name}.pth'
         torch.save(dict(model=state), path)
         ours = TokenPassViT('s', img_size=224, out_indices=(2, 5, 8, 11),
-                            final_norm=True, init_cfg=dict(
+                            final_norm=True, **DEIT, init_cfg=dict(
                                 type='Pretrained', checkpoint=str(path)))
         ours.init_weights()
         ours.eval().set_budget(1.0)
@@ -114,8 +121,8 @@ def test_loads_timm_and_deit_layouts_with_a_resized_position_embedding(
         for a, b in zip(expected, got):
             torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
     # 224-pretrained weights into a 512 model: the 14x14 grid is resized
-    big = TokenPassViT('s', img_size=512)
-    report = big.load_vit_weights(timm, 'timm')
+    big = TokenPassViT('s', img_size=512, **DEIT)
+    report = big.load_weights(timm, 'timm')
     assert 'timm layout' in report
     assert big.pos_embed.shape == (1, 1 + 32 * 32, 384)
 
@@ -124,9 +131,9 @@ def test_a_checkpoint_of_another_arch_is_refused_and_nothing_changes():
     ours = TokenPassViT('s', img_size=224)
     before = {k: v.clone() for k, v in ours.state_dict().items()}
     with pytest.raises(ValueError, match='shape mismatches.*another arch'):
-        ours.load_vit_weights(mmseg_vit(768, 12).state_dict(), 'vit-b.pth')
+        ours.load_weights(mmseg_vit(768, 12).state_dict(), 'vit-b.pth')
     with pytest.raises(KeyError, match='not a ViT state dict'):
-        ours.load_vit_weights({'conv1.weight': torch.zeros(1)}, 'resnet.pth')
+        ours.load_weights({'conv1.weight': torch.zeros(1)}, 'resnet.pth')
     for key, value in ours.state_dict().items():
         assert torch.equal(value, before[key]), key
 

@@ -9,6 +9,8 @@ model = dict(
         type='DiTSwinV2',
         arch=dict(embed_dims=32, depths=[1, 1, 2, 1], num_heads=[1, 2, 4, 8]),
         window_size=7,
+        pad_small_map=True,  # any image size (stock: maps under a window refused)
+        out_indices=(0, 1, 2, 3),  # four maps for the neck (stock: (3, ))
         drop_path_rate=0.0,
         stop_threshold=0.01,
         budget_loss=dict(target=0.5, weight=2.0, warmup_iters=50)),

@@ -16,6 +16,7 @@ model = dict(
         final_norm=True,
         drop_path_rate=0.0,
         norm_cfg=dict(type='LN', eps=1e-6, requires_grad=True),
+        patch_bias=True,  # timm / DeiT weights (mmseg's default: no bias)
         scale_gate=dict(hidden_dims=(64, 64), init_logit=3.0),
         scale_loss=dict(
             type='GeneralizedBatchShapingLoss', target=0.5, weight=1.0,

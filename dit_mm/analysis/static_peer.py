@@ -130,6 +130,26 @@ def pvt_state_from_dit(state: StateDict, template: StateDict) -> StateDict:
     return out
 
 
+def _left_out(backbone: nn.Module, keys, peer_name: str) -> List[str]:
+    """``keys`` of ``backbone`` the peer has no place for, sorted: only its
+    optional weights (the backbone's checkpoint rule) may be left out."""
+    stray = sorted(k for k in keys if not backbone.is_optional_weight(k))
+    if stray:
+        raise ValueError(f'{type(backbone).__name__} tensors {stray[:8]} have '
+                         f'no place in {peer_name} (only the weights a stock '
+                         'checkpoint lacks may be left out)')
+    return sorted(keys)
+
+
+def _same_names(backbone: nn.Module, peer: nn.Module, peer_name: str
+                ) -> Tuple[StateDict, List[str]]:
+    """A peer with ``backbone``'s key names: its tensors, and the keys left
+    out."""
+    own = backbone.state_dict()
+    left = _left_out(backbone, set(own) - set(peer.state_dict()), peer_name)
+    return OrderedDict((k, v) for k, v in own.items() if k not in left), left
+
+
 def _pvt_peer(backbone: DiT) -> Tuple[nn.Module, StateDict, List[str]]:
     qkv_bias = backbone.stages[0].blocks[0].attn.q.bias is not None
     peer = _pvt_class()(in_channels=backbone.in_channels,
@@ -138,12 +158,8 @@ def _pvt_peer(backbone: DiT) -> Tuple[nn.Module, StateDict, List[str]]:
     own, template = backbone.state_dict(), peer.state_dict()
     used = {name for key, value in template.items()
             for name in _dit_keys(key, value)}
-    left = sorted(set(own) - used)
-    stray = [key for key in left if '.gates.' not in key]
-    if stray:
-        raise ValueError(f'DiT tensors {stray[:8]} have no place in mmdet '
-                         'PVTv2 (only the routing gates may be left out)')
-    return peer, pvt_state_from_dit(own, template), left
+    return peer, pvt_state_from_dit(own, template), _left_out(
+        backbone, set(own) - used, 'mmdet PVTv2')
 
 
 def _vit_settings(backbone: TokenPassViT) -> dict:
@@ -198,24 +214,19 @@ def _swin_peer(backbone: DiTSwinV2
     peer = SwinTransformerV2(
         arch=dict(embed_dims=arch['embed_dims'], depths=arch['depths'],
                   num_heads=arch['num_heads'], extra_norm_every_n_blocks=0),
-        img_size=backbone.img_size, in_channels=backbone.in_channels,
+        img_size=backbone.img_size, patch_size=backbone.patch_size,
+        in_channels=backbone.in_channels,
         window_size=backbone.window_sizes,
         pretrained_window_sizes=backbone.pretrained_window_sizes,
         out_indices=backbone.out_indices, drop_path_rate=0.,
         pad_small_map=backbone.pad_small_map)
-    own = backbone.state_dict()
-    dynamic = sorted(k for k in own if '.gates.' in k)
-    state = OrderedDict((k, v) for k, v in own.items() if k not in dynamic)
-    return peer, state, dynamic
+    return peer, *_same_names(backbone, peer, "mmpretrain's SwinTransformerV2")
 
 
 def _vit_peer(backbone: TokenPassViT
               ) -> Tuple[nn.Module, StateDict, List[str]]:
     peer = _vit_class()(**_vit_settings(backbone))
-    own = backbone.state_dict()
-    dynamic = sorted(k for k in own if backbone._optional_weight(k))
-    state = OrderedDict((k, v) for k, v in own.items() if k not in dynamic)
-    return peer, state, dynamic
+    return peer, *_same_names(backbone, peer, "mmseg's VisionTransformer")
 
 
 def static_peer_backbone(backbone: nn.Module) -> nn.Module:

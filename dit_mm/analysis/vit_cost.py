@@ -43,7 +43,8 @@ class ViTCost(NamedTuple):
                    kept: Sequence[float]) -> float:
         """The token-pass ViT where ``kept[j]`` patch tokens go on after the
         head behind layer ``head_layers[j]`` (sorted); the heads run on the
-        tokens that reach them."""
+        tokens that reach them, the class tokens included (as the forward
+        runs them)."""
         if len(kept) != len(head_layers):
             raise ValueError(f'{len(kept)} keep counts for '
                              f'{len(head_layers)} heads')
@@ -53,7 +54,7 @@ class ViTCost(NamedTuple):
                                 list(kept) + [None]):
             total += (layer + 1 - start) * self.layer(tokens + self.cls_tokens)
             if count is not None:
-                total += self.head(tokens)
+                total += self.head(tokens + self.cls_tokens)
                 tokens, start = count, layer + 1
         return total
 

@@ -24,14 +24,16 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
-from ..models.backbones.weights import key_differences
+from ..models.backbones.weights import CheckpointRule, key_differences
 from .checkpoint import allowed_globals, load_from_local_safely
 from .cli import config_scope
 
 Shapes = Dict[str, Tuple[int, ...]]
+PREFIX = 'backbone.'
 
 
 class WorkDirInUseError(FileExistsError):
@@ -111,7 +113,7 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
         raise CheckpointMismatchError(
             f'checkpoint {path} holds a {type(checkpoint).__name__}, not a '
             'state dict')
-    state = checkpoint.get('state_dict', checkpoint)
+    state = checkpoint.get('state_dict', checkpoint.get('model', checkpoint))
     if not isinstance(state, Mapping):
         raise CheckpointMismatchError(
             f'checkpoint {path}: its state_dict is a '
@@ -120,11 +122,12 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
             for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
-def build_model_shapes(cfg: Config) -> Tuple[str, Shapes, Callable]:
+def build_model_shapes(cfg: Config) -> Tuple[str, Shapes, CheckpointRule]:
     """The config's model as the runner builds it (on the CPU, not
     initialised): its description, the shape of every state-dict entry, and
-    which backbone keys a checkpoint may lack (the backbone's
-    ``_optional_weight``: gates, stop heads)."""
+    its backbone's checkpoint rule (the layouts it converts, the weights a
+    stock checkpoint lacks; a backbone of another library: its own layout,
+    nothing optional)."""
     from mmengine.registry import MODELS
     model_cfg = copy.deepcopy(cfg.model)
     if cfg.get('data_preprocessor') is not None:
@@ -137,8 +140,23 @@ def build_model_shapes(cfg: Config) -> Tuple[str, Shapes, Callable]:
     name = type(model).__name__
     if backbone is not None:
         name += f' with a {type(backbone).__name__} backbone'
-    optional = getattr(backbone, '_optional_weight', None)
-    return name, shapes, optional or (lambda key: False)
+    rule = backbone if isinstance(backbone, CheckpointRule) else \
+        CheckpointRule()
+    return name, shapes, rule
+
+
+def backbone_entries(state: Mapping[str, torch.Tensor],
+                     rule: CheckpointRule) -> Dict[str, torch.Tensor]:
+    """A checkpoint's ``backbone.`` entries as the backbone loads them (its
+    layout converted, as its ``init_cfg`` loader and its ``load_state_dict``
+    hook do); a layout it does not know stays as it is, to be named."""
+    state = {k[len(PREFIX):]: v for k, v in state.items()
+             if k.startswith(PREFIX)}
+    try:
+        state = rule.to_own_layout(state) if state else state
+    except KeyError:
+        pass
+    return {PREFIX + k: v for k, v in state.items()}
 
 
 def key_mismatches(own: Shapes, state: Mapping[str, torch.Tensor],
@@ -166,39 +184,45 @@ def _is_local(path: str) -> bool:
 
 
 def check_checkpoint_fits(cfg: Config, path: Optional[str], role: str,
-                          backbone_only: bool = False) -> None:
+                          backbone_only: bool = False) -> bool:
     """Refuse ``path`` (the ``role`` it plays: 'checkpoint', '--resume
     checkpoint', 'load_from checkpoint') unless its keys fit the config's
     model: every key with its shape, or with ``backbone_only`` those under
-    ``backbone.`` (the backbone's optional keys may be missing). A remote
-    checkpoint (``://``) is left to mmengine."""
+    ``backbone.`` in any layout the backbone converts (its optional weights
+    may be missing). With ``backbone_only`` a file of backbone weights
+    alone (no ``backbone.`` key) is judged as the backbone's: the return
+    value says it was. A remote checkpoint (``://``) is left to mmengine."""
     if path is None or not _is_local(path):
-        return
+        return False
     path = str(path)
     if osp.isdir(path):
-        return  # FSDP's state_dict_cfg='local': a folder of rank shards
+        return False  # FSDP's state_dict_cfg='local': a folder of rank shards
     if not osp.isfile(path):
         raise FileNotFoundError(f'{role} {path} does not exist')
     state = read_state_dict(path)
-    name, own, optional = build_model_shapes(cfg)
+    name, own, rule = build_model_shapes(cfg)
+    backbone_file = False
     if backbone_only:
-        own = {k: v for k, v in own.items() if k.startswith('backbone.')}
+        own = {k: v for k, v in own.items() if k.startswith(PREFIX)}
         if not own:
-            return  # no backbone: a fine-tuning start is mmengine's to judge
-        state = {k: v for k, v in state.items() if k.startswith('backbone.')}
+            return False  # no backbone: mmengine's to judge
+        backbone_file = not any(k.startswith(PREFIX) for k in state)
+        if backbone_file:
+            state = {PREFIX + k: v for k, v in state.items()}
         problems = key_mismatches(
-            own, state, lambda key: optional(key[len('backbone.'):]))
+            own, backbone_entries(state, rule),
+            lambda key: rule.is_optional_weight(key[len(PREFIX):]))
     else:
         problems = key_mismatches(own, state)
     if not problems:
-        return
+        return backbone_file
     config = osp.basename(cfg.filename) if cfg.filename else 'the config'
     part = 'the backbone of ' if backbone_only else ''
     advice = (
         'A fine-tuning start may differ in its heads, not in its backbone: '
-        'start from a checkpoint of this backbone, or load backbone weights '
-        "of another layout with model.backbone.init_cfg=dict(type="
-        "'Pretrained', checkpoint=...)" if backbone_only else
+        'start from a checkpoint of this backbone (a whole model, or the '
+        'backbone weights alone, in a layout the backbone converts)'
+        if backbone_only else
         'It is a checkpoint of another arch or model: give the config (and '
         '--cfg-options) it was trained with, or a checkpoint of this model')
     raise CheckpointMismatchError(
@@ -229,9 +253,17 @@ def check_train_run(cfg: Config) -> None:
                 f'--resume checkpoint (named in {cfg.work_dir}/'
                 'last_checkpoint)')
         check_checkpoint_fits(cfg, path, role)
-    elif cfg.get('load_from'):
-        check_checkpoint_fits(cfg, cfg.load_from, 'load_from checkpoint',
-                              backbone_only=True)
+    elif cfg.get('load_from') and check_checkpoint_fits(
+            cfg, cfg.load_from, 'load_from checkpoint', backbone_only=True):
+        # backbone weights alone: mmengine's load_from would find no key of
+        # the model in them and load nothing; the backbone's init_cfg takes
+        # them (the same file as model.backbone.init_cfg)
+        print_log(f'load_from {cfg.load_from} holds backbone weights alone: '
+                  'loading them as model.backbone.init_cfg=dict('
+                  "type='Pretrained')", logger='current')
+        cfg.model.backbone.init_cfg = dict(type='Pretrained',
+                                           checkpoint=cfg.load_from)
+        cfg.load_from = None
 
 
 def check_test_checkpoint(cfg: Config) -> None:

@@ -23,7 +23,6 @@ from dit_mm.analysis.report import (environment, fmt, load_average,
 from dit_mm.analysis.static_peer import pvt_kwargs, static_peer_backbone
 from dit_mm.models.backbones.dit import DiT
 from dit_mm.models.backbones.dit_swinv2 import DiTSwinV2
-from dit_mm.models.backbones.pvt_weights import load_pvt_weights
 
 # what the scripts import from here (the package's helpers among them)
 __all__ = ['build_pair', 'build_pvt', 'build_swin_pair', 'environment', 'fmt',
@@ -65,12 +64,14 @@ def ratio_exit_code(key: Optional[dict], max_ratio: Optional[float]) -> int:
 
 
 def build_swin_pair(arch: str, seed: int = 0):
-    """A ``DiTSwinV2`` of ``arch`` (``'t'``, ``'s'``, ``'b'``; window 8) with
-    mmpretrain's initialisation and mmpretrain's ``SwinTransformerV2``
-    carrying the same weights, both in eval mode."""
+    """A ``DiTSwinV2`` of ``arch`` (``'t'``, ``'s'``, ``'b'``; window 8; four
+    maps, any input size, as the detection configs set it) with mmpretrain's
+    initialisation and mmpretrain's ``SwinTransformerV2`` carrying the same
+    weights, both in eval mode."""
     torch.manual_seed(seed)
     quiet_mmengine()
-    dit = DiTSwinV2(arch, drop_path_rate=0.)
+    dit = DiTSwinV2(arch, drop_path_rate=0., out_indices=(0, 1, 2, 3),
+                    pad_small_map=True)
     dit.init_weights()
     return dit.eval(), static_peer_backbone(dit)
 
@@ -91,7 +92,7 @@ def build_pair(arch: str, seed: int = 0) -> Tuple[DiT, torch.nn.Module]:
     pvt = build_pvt(arch)
     dit = DiT(arch)
     dit.init_weights()
-    load_pvt_weights(dit, pvt.state_dict(), f'mmdet PVTv2-{arch}')
+    dit.load_weights(pvt.state_dict(), f'mmdet PVTv2-{arch}')
     return dit.eval(), pvt
 
 

@@ -28,6 +28,9 @@ preprocessor's crop, the test pipeline's crop or resize scale; 512x512 when
 the config names none), one seed. The weights are the config's
 initialisation or ``--checkpoint``; budgets fix how much is computed, so
 random weights time them fairly, but ``none`` depends on trained weights.
+Without a checkpoint, DiT's routing gates are drawn at random (fresh ones tie,
+and a budget would keep a contiguous prefix of tokens: the best case for
+gathers), so the kept tokens spread over the image as trained gates' do.
 
 Method: eval mode, ``torch.no_grad``, garbage collection off, ``--warmup``
 untimed rounds, then ``--repeats`` rounds that call every configuration once
@@ -76,6 +79,8 @@ from dit_mm.analysis.task_model import (budget, build_task_model,
                                         is_dynamic, preprocess,
                                         synthetic_batch)
 from dit_mm.engine.cli import budget_type, load_config, positive_int
+from dit_mm.models.backbones.dit_routing import RoutedBackbone
+from dit_mm.models.layers import randomize_gates
 
 PEER = 'peer'
 MB = 2**20
@@ -261,6 +266,8 @@ def main(argv=None):
             'compares a dynamic backbone (DiT, TokenPassViT, MixedScaleViT) '
             "with its static peer. Time a stock model with its library's "
             'own tools.')
+    if args.checkpoint is None and isinstance(backbone, RoutedBackbone):
+        randomize_gates(backbone, args.seed)
     with config_scope_of(cfg):
         peer_model = with_static_peer(model)
         data = {batch: preprocess(model, synthetic_batch(

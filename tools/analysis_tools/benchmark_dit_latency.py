@@ -14,10 +14,11 @@ mmdet's ``PyramidVisionTransformerV2`` of the same arch carrying the same weight
 or for ``--arch swinv2-t`` / ``-s`` / ``-b`` mmpretrain's ``SwinTransformerV2`` --
 and DiT at ``set_budget(1.0)`` (the static route, which equals the peer).
 
-The gates: ``new`` (the PVTv2 default) scores every token alike, so a budget
-keeps the first tokens of the map; ``random`` (the Swin-v2 default) spreads the
-kept tokens over the image as trained gates do, which matters for windowed
-attention: a window with no kept token costs nothing. For Swin-v2 every budget
+The gates: ``random`` (the default) spreads the kept tokens over the image
+as trained gates do; ``new`` scores every token alike, so a budget keeps a
+contiguous prefix of the map, the best case for gathers and scatters (and
+for windowed attention, where a window with no kept token costs nothing):
+timed only on request, as a bound. For Swin-v2 every budget
 below 1 is timed with each ``--window-modes`` form of the sparse windowed
 attention (``layers/swin_blocks.py``).
 
@@ -68,10 +69,11 @@ def parse_args(argv=None):
                         help='also time set_budget(None), the learned gate '
                         'decisions (random-init gates: near the PVTv2 route)')
     parser.add_argument('--batch', type=positive_int, default=1)
-    parser.add_argument('--gates', choices=['new', 'random'], default=None,
-                        help='new gates (ties: the first tokens are kept) or '
-                        'random ones (kept tokens spread over the image); '
-                        'default: new for PVTv2, random for Swin-v2')
+    parser.add_argument('--gates', choices=['new', 'random'],
+                        default='random',
+                        help='random gates (kept tokens spread over the '
+                        'image, as trained ones; the default) or new ones '
+                        '(ties: a prefix of tokens is kept, the best case)')
     parser.add_argument('--window-modes', nargs='+', default=['packed',
                         'whole'], choices=['packed', 'whole'],
                         help='Swin-v2: the sparse windowed attention forms '
@@ -137,7 +139,7 @@ def main(argv=None):
         dit, static = build_swin_pair(args.arch.split('-')[1], args.seed)
     else:
         dit, static = build_pair(args.arch, args.seed)
-    gates = args.gates or ('random' if family == 'swinv2' else 'new')
+    gates = args.gates
     if gates == 'random':
         randomize_gates(dit, args.seed)
     x = torch.randn(args.batch, 3, *args.size)

@@ -66,17 +66,18 @@ def build_pair(method: str, arch: str, size, seed: int):
     setting = resolve_vit_arch(arch)
     layers = setting['num_layers']
     out = tuple(range(layers // 4 - 1, layers, layers // 4))
+    deit = dict(patch_bias=True, norm_cfg=dict(type='LN', eps=1e-6))
     torch.manual_seed(seed)
     vit = VisionTransformer(
         img_size=tuple(size), embed_dims=setting['embed_dims'],
         num_layers=layers, num_heads=setting['num_heads'],
-        mlp_ratio=setting['mlp_ratio'], out_indices=out, patch_bias=True,
-        norm_cfg=dict(type='LN', eps=1e-6))
+        mlp_ratio=setting['mlp_ratio'], out_indices=out, **deit)
     vit.init_weights()
     vit.eval()
-    ours = METHODS[method](arch, img_size=tuple(size), out_indices=out)
+    ours = METHODS[method](arch, img_size=tuple(size), out_indices=out,
+                           **deit)
     ours.init_weights()
-    ours.load_vit_weights(vit.state_dict(), 'mmseg ViT')
+    ours.load_weights(vit.state_dict(), 'mmseg ViT')
     return ours.eval(), vit
 
 

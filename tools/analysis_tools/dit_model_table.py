@@ -22,7 +22,9 @@ Per arch it reports
   learned decisions of freshly initialised gates;
 * CPU latency at ``--latency-size`` (eval, ``torch.no_grad``, batch 1) of mmdet's
   PVTv2 and DiT at budgets 1.0 and ``--budget``, timed interleaved round-robin
-  (medians of ``--repeats`` rounds) in the same run.
+  (medians of ``--repeats`` rounds) in the same run, with random gates: the
+  kept tokens spread over the map as trained gates' do (fresh gates tie and
+  keep a contiguous prefix, the best case for gathers).
 """
 import argparse
 import json
@@ -39,6 +41,7 @@ from bench_common import (build_pair, environment, fmt, forward_calls,
                           num_params, paired_ratio, quiet_mmengine)
 from dit_mm.analysis.pvt_cost import route_flops
 from dit_mm.models.backbones.dit_archs import ARCHS, resolve_arch
+from dit_mm.models.layers import randomize_gates
 
 # PVTv2 paper (Wang et al., 2022), Table 3: ImageNet-1k classification models.
 PAPER_PARAMS_M = dict(b0=3.4, b1=14.0, b2=25.4, b3=45.2, b4=62.6, b5=82.0)
@@ -146,6 +149,7 @@ def measure_arch(arch: str, args) -> dict:
     row.update(route_fraction_224=fraction)
     fraction, gflops = realized(dit, None, (224, 224))
     row.update(learned_fraction_224=fraction, learned_gflops_224=gflops)
+    randomize_gates(dit, args.seed)  # kept tokens spread, as trained gates'
     row['latency'] = None if args.no_latency else latency(
         dit, pvt, args.budget, args.latency_size, args.repeats, args.warmup)
     print(f'{arch}: done', file=sys.stderr, flush=True)
@@ -185,8 +189,8 @@ def print_tables(rows, args) -> None:
     if args.no_latency:
         return
     h, w = args.latency_size
-    print(f'\n## CPU latency at {h}x{w}, batch 1 (medians of {args.repeats} '
-          f'interleaved rounds, ms)\n')
+    print(f'\n## CPU latency at {h}x{w}, batch 1, random gates (medians of '
+          f'{args.repeats} interleaved rounds, ms)\n')
     headers = ['arch', 'mmdet PVTv2', 'DiT 1.0', f'DiT {args.budget}',
                'DiT 1.0 / PVTv2', f'DiT {args.budget} / PVTv2',
                f'DiT {args.budget} / DiT 1.0', 'paired']

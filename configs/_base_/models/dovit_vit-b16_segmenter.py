@@ -14,6 +14,7 @@ model = dict(
         final_norm=True,
         drop_path_rate=0.1,
         norm_cfg=dict(type='LN', eps=1e-6, requires_grad=True),
+        patch_bias=True,  # timm / DeiT weights (mmseg's default: no bias)
         num_classes=150,
         stop_threshold=0.985,
         threshold_schedule=dict(start=1.0, begin=0, end=80000)),

@@ -14,6 +14,7 @@ model = dict(
         final_norm=False,
         drop_path_rate=0.1,
         norm_cfg=dict(type='LN', eps=1e-6, requires_grad=True),
+        patch_bias=True,  # timm / DeiT weights (mmseg's default: no bias)
         interpolate_mode='bilinear',
         num_classes=150,
         stop_threshold=0.985,

@@ -12,6 +12,7 @@ model = dict(
         out_indices=(2, 5, 8, 11),
         drop_path_rate=0.1,
         norm_cfg=dict(type='LN', eps=1e-6),
+        patch_bias=True,  # timm / DeiT weights (mmseg's default: no bias)
         num_classes=150,
         stop_threshold=0.985,
         threshold_schedule=dict(start=1.0, begin=0, end=80000)),

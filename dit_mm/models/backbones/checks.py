@@ -1,17 +1,51 @@
 """Input and budget checks every dynamic backbone makes, with messages that
 name the problem."""
 import math
-from typing import Optional
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
 
-def check_images(x: Tensor, owner: str, in_channels: int,
-                 min_size: int = 1) -> None:
+class StockArgumentError(AssertionError, ValueError):
+    """A bad argument of a stock network's constructor. An
+    ``AssertionError``, as the stock OpenMMLab classes raise (their checks
+    assert), so code written for them catches ours; a ``ValueError`` too."""
+
+
+class UnknownArchError(AssertionError, KeyError):
+    """An arch name the stock class does not know (it asserts): also a
+    ``KeyError``, a missing entry of the arch table."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ''
+
+
+def stock_check(condition: bool, message: str) -> None:
+    """Raise :class:`StockArgumentError` with ``message`` unless
+    ``condition`` (an ``assert`` that survives ``python -O``)."""
+    if not condition:
+        raise StockArgumentError(message)
+
+
+def check_out_indices(out_indices: Union[int, Sequence[int]], stages: int
+                      ) -> Tuple[int, ...]:
+    """``out_indices`` as the stock classes take it: an index or several,
+    negative ones counted from the end; each must name a stage."""
+    indices = [out_indices] if isinstance(out_indices, int) else \
+        list(out_indices)
+    stock_check(len(indices) > 0 and all(
+        isinstance(i, int) and -stages <= i < stages for i in indices),
+        f'out_indices must name stages 0..{stages - 1} (or count back from '
+        f'-1), got {out_indices}')
+    return tuple(i % stages for i in indices)
+
+
+def check_images(x: Tensor, owner: str, in_channels: int) -> None:
     """``x`` must be a non-empty, finite ``(B, in_channels, H, W)`` batch of
-    images at least ``min_size`` pixels high and wide (a backbone's largest
-    stride: a smaller image has no cell on the coarsest grid)."""
+    non-empty images. Any size is taken: the patch embeddings pad (ceil),
+    so a one-pixel image has a cell on every grid, as in the stock
+    networks."""
     if x.dim() != 4 or x.shape[1] != in_channels:
         raise ValueError(f'{owner} expects (B, {in_channels}, H, W) images, '
                          f'got shape {tuple(x.shape)}')
@@ -20,11 +54,6 @@ def check_images(x: Tensor, owner: str, in_channels: int,
     if x.shape[2] == 0 or x.shape[3] == 0:
         raise ValueError(f'{owner} got empty images of size '
                          f'{tuple(x.shape[2:])}')
-    if x.shape[2] < min_size or x.shape[3] < min_size:
-        raise ValueError(f'{owner} needs images of at least {min_size}x'
-                         f'{min_size} (its largest stride), got '
-                         f'{x.shape[2]}x{x.shape[3]}; resize or pad them '
-                         'in the data pipeline')
     if not torch.isfinite(x).all():
         raise ValueError(f'{owner} input contains NaN or infinite values')
 

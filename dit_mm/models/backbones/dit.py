@@ -10,17 +10,17 @@ import math
 from typing import List, Optional, Sequence, Union
 
 import torch
-from mmengine.logging import MMLogger
 from torch import Tensor, nn
 
 from ...analysis.pvt_cost import StageCost, pvt_stage_costs
 from ...registry import register_model
 from ..layers import OverlapPatchEmbed, RoutedPVTBlock, RoutingGate
 from ..layers.pvt_blocks import tokens_to_map
-from .dit_archs import resolve_arch
+from .checks import check_out_indices, stock_check
+from .dit_archs import arch_of_pvtv2_args
 from .dit_routing import RoutedBackbone
-from .pvt_weights import load_pvt_weights
-from .weights import pretrained_to_init_cfg, read_init_checkpoint
+from .pvt_weights import detect_layout, to_dit_layout
+from .weights import StateDict, pretrained_to_init_cfg
 
 
 class DiTStage(nn.Module):
@@ -44,13 +44,27 @@ class DiTStage(nn.Module):
 
 @register_model
 class DiT(RoutedBackbone):
-    """DiT backbone (Ma et al., 2023) on PVTv2 ``b0`` ... ``b5``.
+    """DiT backbone (Ma et al., 2023) on PVTv2: mmdet's
+    ``PyramidVisionTransformerV2`` with routing gates.
+
+    It takes mmdet's arguments with mmdet's defaults (PVTv2-b2), so a stock
+    config's backbone needs only ``type='DiT'``; or ``arch`` (``'b0'`` ...
+    ``'b5'`` or a dict, see ``resolve_arch``) instead of the network
+    arguments. mmdet arguments it cannot honour raise the
+    ``AssertionError`` mmdet's checks raise (:class:`StockArgumentError`):
+    ``num_stages`` other than 4, ``use_abs_pos_embed=True`` (PVTv1),
+    ``norm_after_stage=False``, ``use_conv_ffn=False``, an activation other
+    than GELU, a norm other than LayerNorm (eps 1e-6), paddings other than
+    half the patch size.
 
     Args:
-        arch: ``'b0'`` ... ``'b5'`` or a dict (see ``resolve_arch``).
-        in_channels: image channels.
-        out_indices: stages whose maps are returned (strides 4, 8, 16, 32).
-        qkv_bias, drop_rate, attn_drop_rate, drop_path_rate: as in PVTv2.
+        arch: ``'b0'`` ... ``'b5'`` or a dict; None (default): from
+            ``embed_dims`` ... ``mlp_ratios`` as mmdet reads them.
+        pretrain_img_size, convert_weights: taken for mmdet's signature
+            (no absolute position embedding to size; every weight layout is
+            converted, whatever ``convert_weights`` says).
+        in_channels, out_indices, qkv_bias, drop_rate, attn_drop_rate,
+            drop_path_rate: as in mmdet.
         gate_init: initial logit of both gates (3.0: 95% on the PVTv2 route).
         **routing: the routing keywords of :class:`RoutedBackbone`
             (``budget``, ``budget_loss``, ``gumbel_tau``,
@@ -66,23 +80,63 @@ class DiT(RoutedBackbone):
     """
 
     def __init__(self,
-                 arch: Union[str, dict] = 'b2',
+                 arch: Union[str, dict, None] = None,
+                 pretrain_img_size: Union[int, Sequence[int]] = 224,
                  in_channels: int = 3,
+                 embed_dims: int = 64,
+                 num_stages: int = 4,
+                 num_layers: Sequence[int] = (3, 4, 6, 3),
+                 num_heads: Sequence[int] = (1, 2, 5, 8),
+                 patch_sizes: Sequence[int] = (7, 3, 3, 3),
+                 strides: Sequence[int] = (4, 2, 2, 2),
+                 paddings: Sequence[int] = (3, 1, 1, 1),
+                 sr_ratios: Sequence[int] = (8, 4, 2, 1),
                  out_indices: Sequence[int] = (0, 1, 2, 3),
+                 mlp_ratios: Sequence[int] = (8, 8, 4, 4),
                  qkv_bias: bool = True,
                  drop_rate: float = 0.,
                  attn_drop_rate: float = 0.,
                  drop_path_rate: float = 0.1,
-                 gate_init: float = 3.0,
+                 use_abs_pos_embed: bool = False,
+                 norm_after_stage: bool = True,
+                 use_conv_ffn: bool = True,
+                 act_cfg: dict = dict(type='GELU'),
+                 norm_cfg: dict = dict(type='LN', eps=1e-6),
                  pretrained: Optional[str] = None,
+                 convert_weights: bool = True,
                  init_cfg: Optional[dict] = None,
+                 gate_init: float = 3.0,
                  **routing):
+        stock_check(not (init_cfg and pretrained),
+                    'init_cfg and pretrained cannot be set at the same time')
+        stock_check(num_stages == 4, f'DiT builds 4 stages, got num_stages='
+                    f'{num_stages}')
+        unsupported = dict(use_abs_pos_embed=(use_abs_pos_embed, False),
+                           norm_after_stage=(norm_after_stage, True),
+                           use_conv_ffn=(use_conv_ffn, True),
+                           act_cfg=(act_cfg, dict(type='GELU')),
+                           norm_cfg=(norm_cfg, dict(type='LN', eps=1e-6)))
+        for name, (value, built) in unsupported.items():
+            stock_check(value == built, f'DiT builds PVTv2 with {name}='
+                        f'{built} only, got {value}')
         init_cfg = pretrained_to_init_cfg('DiT', pretrained, init_cfg)
         super().__init__(init_cfg=init_cfg, **routing)
-        self.arch = resolve_arch(arch)
-        self.out_indices = self._check_out_indices(out_indices, 4)
+        self.arch = arch_of_pvtv2_args(
+            arch, embed_dims=embed_dims, num_layers=num_layers,
+            num_heads=num_heads, patch_sizes=patch_sizes, strides=strides,
+            paddings=paddings, sr_ratios=sr_ratios, mlp_ratios=mlp_ratios)
+        self.out_indices = check_out_indices(out_indices, 4)
         self.in_channels = in_channels
-        self.largest_stride = math.prod(self.arch['strides'])
+        # the attributes mmdet's class sets that user code reads
+        self.embed_dims = self.arch['embed_dims'][0]
+        self.num_stages = 4
+        self.num_layers = self.arch['depths']
+        self.num_heads = self.arch['num_heads']
+        self.patch_sizes = self.arch['patch_sizes']
+        self.strides = self.arch['strides']
+        self.sr_ratios = self.arch['sr_ratios']
+        self.convert_weights = convert_weights
+        self.pretrained = pretrained
 
         depths = self.arch['depths']
         drop_paths = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
@@ -97,7 +151,8 @@ class DiT(RoutedBackbone):
                          drop_paths[start:start + depth], qkv_bias, drop_rate,
                          attn_drop_rate, gate_init))
             channels, start = dims, start + depth
-        self.out_channels = [self.arch['embed_dims'][i] for i in out_indices]
+        self.out_channels = [self.arch['embed_dims'][i]
+                             for i in self.out_indices]
         self._freeze_stages()
 
     # ------------------------------------------------------------ the family
@@ -112,16 +167,17 @@ class DiT(RoutedBackbone):
         return x, (x if output else None)
 
     # ------------------------------------------------------------------- init
-    def init_weights(self) -> None:
-        """PVTv2's initialisation, or weights from ``init_cfg``'s checkpoint."""
-        if self.init_cfg is None:
-            self._init_from_scratch()
-            return
-        state = read_init_checkpoint(self.init_cfg)
-        MMLogger.get_current_instance().info(load_pvt_weights(
-            self, state, str(self.init_cfg['checkpoint'])))
+    own_layout = 'dit'
+
+    def weight_layout(self, state: StateDict) -> str:
+        """``'dit'``, ``'mmdet'`` (PVTv2) or ``'original'`` (the release)."""
+        return detect_layout(state)
+
+    def to_own_layout(self, state: StateDict) -> StateDict:
+        return to_dit_layout(state)
 
     def _init_from_scratch(self) -> None:
+        """PVTv2's initialisation."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=.02)
@@ -136,6 +192,3 @@ class DiT(RoutedBackbone):
                 nn.init.normal_(module.weight, 0, math.sqrt(2.0 / fan_out))
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-        for module in self.modules():  # after the Linear init above
-            if isinstance(module, RoutingGate):
-                module.reset_parameters()

@@ -58,3 +58,44 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
         raise ValueError(f'DiT arch needs 4 stages in every entry, got '
                          f'{lengths}')
     return setting
+
+
+# mmdet's PyramidVisionTransformerV2 defaults: its network is PVTv2-b2
+PVTV2_DEFAULTS = dict(embed_dims=64, num_layers=[3, 4, 6, 3],
+                      num_heads=[1, 2, 5, 8], patch_sizes=[7, 3, 3, 3],
+                      strides=[4, 2, 2, 2], paddings=[3, 1, 1, 1],
+                      sr_ratios=[8, 4, 2, 1], mlp_ratios=[8, 8, 4, 4])
+
+
+def arch_of_pvtv2_args(arch: Union[str, dict, None], **args) -> dict:
+    """DiT's arch from ``arch`` or from mmdet ``PyramidVisionTransformerV2``'s
+    network arguments (``embed_dims``: the first stage's width, the others
+    ``embed_dims * num_heads[i]``), not both. Raises the ``AssertionError``
+    kind mmdet raises (:class:`StockArgumentError`)."""
+    from .checks import stock_check
+    changed = sorted(k for k, v in args.items()
+                     if _listed(v) != _listed(PVTV2_DEFAULTS[k]))
+    if arch is not None:
+        stock_check(not changed, f'give DiT an arch ({arch!r}) or mmdet '
+                    f"PVTv2's network arguments ({changed}), not both")
+        return resolve_arch(arch)
+    lengths = {k: len(v) for k, v in args.items() if k != 'embed_dims'}
+    stock_check(set(lengths.values()) == {4}, 'DiT builds 4 stages: '
+                f'every per-stage argument needs 4 entries, got {lengths}')
+    stock_check(_listed(args['paddings']) ==
+                [p // 2 for p in args['patch_sizes']],
+                'DiT pads each patch embedding by half its patch size '
+                f"(PVTv2's), got paddings {args['paddings']} for patch sizes "
+                f"{args['patch_sizes']}")
+    heads = _listed(args['num_heads'])
+    return resolve_arch(dict(
+        embed_dims=[args['embed_dims'] * h for h in heads],
+        depths=_listed(args['num_layers']), num_heads=heads,
+        sr_ratios=_listed(args['sr_ratios']),
+        mlp_ratios=_listed(args['mlp_ratios']),
+        patch_sizes=_listed(args['patch_sizes']),
+        strides=_listed(args['strides'])))
+
+
+def _listed(value):
+    return list(value) if isinstance(value, (list, tuple)) else value

@@ -29,21 +29,24 @@ entered and left, its cost model, and blocks with ``forward(x, hw)`` (the
 static block), ``gate_input(x)`` (what the gate reads), ``forward_masked`` and
 ``forward_sparse``.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
+from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
+from mmengine.model.weight_init import initialize
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...analysis.pvt_cost import StageCost
 from ..data_parallel import global_batch
-from ..layers import straight_through_bernoulli
+from ..layers import RoutingGate, straight_through_bernoulli
 from ..losses import BudgetLoss
 from ..routing import RoutedFeatures, RoutingInfo
 from ..schedule import check_schedule, scheduled
 from ..tokens import select_tokens
 from .checks import check_budget, check_images
+from .weights import CheckpointRule, read_init_checkpoint
 
 Carry = object  # what one stage hands the next (a map, or tokens and a grid)
 
@@ -75,11 +78,11 @@ def build_budget_loss(budget_loss: Optional[dict]) -> Optional[BudgetLoss]:
     return BudgetLoss(**budget_loss)
 
 
-class RoutedBackbone(BaseModule):
+class RoutedBackbone(BaseModule, CheckpointRule):
     """DiT's routing over ``self.stages`` (each with ``blocks`` and ``gates``).
 
-    Subclasses build ``self.stages`` and set ``in_channels``,
-    ``out_indices`` and ``largest_stride``, then implement
+    Subclasses build ``self.stages`` and set ``in_channels`` and
+    ``out_indices``, then implement
     :meth:`stage_costs`, :meth:`_enter_stage` and :meth:`_leave_stage`.
 
     Args (the routing keywords every family takes):
@@ -104,8 +107,9 @@ class RoutedBackbone(BaseModule):
         frozen_stages: stages up to this index are frozen (-1: none).
         norm_eval: keep BatchNorm layers (none in DiT itself) in eval mode.
         with_cp: gradient checkpointing of the blocks in training.
-        init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` (the family
-            loads it).
+        init_cfg: an mmengine init config, a dict or a list of them (see
+            :meth:`init_weights`); ``dict(type='Pretrained', checkpoint=PATH)``
+            is loaded by the family, its weight layouts converted.
     """
 
     def __init__(self,
@@ -119,12 +123,10 @@ class RoutedBackbone(BaseModule):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Union[dict, List[dict], None] = None):
         super().__init__(init_cfg=init_cfg)
-        if init_cfg is not None and init_cfg.get('type') != 'Pretrained':
-            raise ValueError(f"{type(self).__name__}'s init_cfg must be "
-                             "dict(type='Pretrained', checkpoint=...), got "
-                             f'{init_cfg}')
+        self._init_entries()  # refuses a malformed one now
+        self.accept_foreign_layouts()
         if gumbel_tau <= 0:
             raise ValueError(f'gumbel_tau must be > 0, got {gumbel_tau}')
         self.gumbel_tau = gumbel_tau
@@ -142,15 +144,6 @@ class RoutedBackbone(BaseModule):
         self.routing: Optional[RoutingInfo] = None
         self._scratch: dict = {}  # reused memory of sparse inference
 
-    @staticmethod
-    def _check_out_indices(out_indices: Sequence[int], stages: int
-                           ) -> Tuple[int, ...]:
-        if not out_indices or any(i not in range(stages)
-                                  for i in out_indices):
-            raise ValueError(f'out_indices must be a non-empty subset of '
-                             f'0..{stages - 1}, got {out_indices}')
-        return tuple(out_indices)
-
     # ------------------------------------------------------------ the family
     def stage_costs(self, img_hw: Sequence[int]) -> List[StageCost]:
         """Per-stage costs at an input of ``img_hw`` (``StageCost``)."""
@@ -167,6 +160,59 @@ class RoutedBackbone(BaseModule):
         """What the next stage is entered from, and (when ``output``) the
         stage's ``(B, C, H, W)`` output map."""
         raise NotImplementedError
+
+    def _init_from_scratch(self) -> None:
+        """The static network's own initialisation (the gates excluded)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def is_optional_weight(key: str) -> bool:
+        """The routing gates: a checkpoint of the stock network has none."""
+        return '.gates.' in key
+
+    # ------------------------------------------------------------------- init
+    def _init_entries(self) -> List[dict]:
+        """``init_cfg`` as a list of init configs (a dict, a list of dicts,
+        or None: empty). An entry with a ``checkpoint`` and no ``type`` is
+        ``Pretrained``, as mmdet's PVT reads it (its stock configs write
+        ``init_cfg=dict(checkpoint=...)``)."""
+        cfg = self.init_cfg
+        entries = list(cfg) if isinstance(cfg, (list, tuple)) else \
+            [] if cfg is None else [cfg]
+        entries = [dict(e, type='Pretrained') if isinstance(e, dict) and
+                   'type' not in e and 'checkpoint' in e else e
+                   for e in entries]
+        if not all(isinstance(e, dict) and 'type' in e for e in entries):
+            raise TypeError(f"{type(self).__name__}'s init_cfg is a dict with "
+                            'a type, or a list of them (as mmengine takes '
+                            f'it), got {cfg}')
+        return entries
+
+    def init_weights(self) -> None:
+        """The static network's initialisation, then ``init_cfg``'s entries
+        in order, as mmengine applies a list: ``Pretrained`` through the
+        family's checked loader, the others through mmengine's
+        ``initialize``. The gates start on the static route (open) unless a
+        checkpoint brings them. A checkpoint that cannot be read or does not
+        fit raises with every weight as it was before the call."""
+        entries = self._init_entries()
+        pretrained = [(read_init_checkpoint(e), str(e['checkpoint']))
+                      for e in entries if e['type'] == 'Pretrained']
+        before = {k: v.clone() for k, v in self.state_dict().items()}
+        try:
+            self._init_from_scratch()
+            others = [e for e in entries if e['type'] != 'Pretrained']
+            if others:
+                initialize(self, others)
+            for module in self.modules():  # after any Linear init
+                if isinstance(module, RoutingGate):
+                    module.reset_parameters()
+            for state, source in pretrained:
+                MMLogger.get_current_instance().info(
+                    self.load_weights(state, source))
+        except BaseException:
+            self.load_state_dict(before)
+            raise
 
     def _frozen_modules(self) -> List[nn.Module]:
         """The modules ``frozen_stages`` freezes."""
@@ -210,8 +256,7 @@ class RoutedBackbone(BaseModule):
 
     # ----------------------------------------------------------------- forward
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        check_images(x, type(self).__name__, self.in_channels,
-                     self.largest_stride)
+        check_images(x, type(self).__name__, self.in_channels)
         batch = x.shape[0]
         costs = self.stage_costs(x.shape[-2:])
         route = sum(c.route for c in costs)

@@ -14,7 +14,6 @@ from typing import List, Optional, Sequence, Union
 import torch
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks.transformer import PatchEmbed
-from mmengine.logging import MMLogger
 from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.utils import PatchMerging
 from torch import Tensor, nn
@@ -24,42 +23,60 @@ from ...analysis.swin_cost import swin_stage_costs
 from ...registry import register_model
 from ..layers import RoutedSwinV2Block, RoutingGate
 from .dit_routing import RoutedBackbone
-from .weights import (StateDict, load_checked, pretrained_to_init_cfg,
-                      read_init_checkpoint)
+from .checks import (UnknownArchError, check_out_indices,
+                     stock_check)
+from .weights import StateDict, pretrained_to_init_cfg
 
+# mmpretrain's SwinTransformerV2.arch_zoo, less the extra norms of h and g
 SWINV2_ARCHS = {
     't': dict(embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24]),
     's': dict(embed_dims=96, depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24]),
     'b': dict(embed_dims=128, depths=[2, 2, 18, 2],
               num_heads=[4, 8, 16, 32]),
+    'l': dict(embed_dims=192, depths=[2, 2, 18, 2],
+              num_heads=[6, 12, 24, 48]),
 }
+LONG_NAMES = {'tiny': 't', 'small': 's', 'base': 'b', 'large': 'l',
+              'huge': 'h', 'giant': 'g'}
+EXTRA_NORM_ARCHS = ('h', 'g')  # mmpretrain's, with a norm every 6 blocks
 ARCH_KEYS = ('embed_dims', 'depths', 'num_heads')
 # buffers mmpretrain recomputes for the window size instead of loading
 RECOMPUTED = ('relative_position_index', 'relative_coords_table')
 
 
 def resolve_swinv2_arch(arch: Union[str, dict]) -> dict:
-    """``'t'``, ``'s'``, ``'b'`` (also ``'tiny'``, ``'small'``, ``'base'``,
-    mmpretrain's widths, depths and heads) or a dict of ``embed_dims``,
-    ``depths`` (4), ``num_heads`` (4) and optionally ``mlp_ratio`` (4)."""
+    """mmpretrain's arch names (``'t'``/``'tiny'``, ``'s'``, ``'b'``,
+    ``'l'``) or a dict of ``embed_dims``, ``depths`` (4), ``num_heads`` (4)
+    and optionally ``mlp_ratio`` (4) and ``extra_norm_every_n_blocks``
+    (only 0: the extra norms of mmpretrain's ``h`` and ``g`` archs are not
+    built here). Bad ones raise the ``AssertionError`` kind mmpretrain
+    raises."""
     if isinstance(arch, str):
-        name = {'tiny': 't', 'small': 's', 'base': 'b'}.get(arch.lower(),
-                                                           arch.lower())
+        name = LONG_NAMES.get(arch.lower(), arch.lower())
+        stock_check(name not in EXTRA_NORM_ARCHS, f'DiTSwinV2 does not build '
+                    f'the extra norms (every 6 blocks) of mmpretrain\'s '
+                    f'{arch!r} arch')
         if name not in SWINV2_ARCHS:
-            raise KeyError(f'Unknown Swin-v2 arch {arch!r}; choose one of '
-                           f'{sorted(SWINV2_ARCHS)} or give a dict')
+            raise UnknownArchError(
+                f'Unknown Swin-v2 arch {arch!r}: not in the default archs '
+                f'{sorted(SWINV2_ARCHS)} (or their long names); or give a '
+                'dict')
         return dict(SWINV2_ARCHS[name], mlp_ratio=4)
-    if not isinstance(arch, dict):
-        raise TypeError(f'arch must be a name or a dict, got {arch!r}')
+    stock_check(isinstance(arch, dict),
+                f'arch must be a name or a dict, got {arch!r}')
+    stock_check(not arch.get('extra_norm_every_n_blocks', 0),
+                "DiTSwinV2 does not build the extra norms of mmpretrain's "
+                'huge and giant archs: extra_norm_every_n_blocks must be 0, '
+                f"got {arch.get('extra_norm_every_n_blocks')}")
+    arch = {k: v for k, v in arch.items() if k != 'extra_norm_every_n_blocks'}
     missing = [k for k in ARCH_KEYS if k not in arch]
     unknown = sorted(set(arch) - set(ARCH_KEYS) - {'mlp_ratio'})
-    if missing or unknown:
-        raise KeyError(f'a Swin-v2 arch dict needs {list(ARCH_KEYS)} (and '
-                       f'may give mlp_ratio); missing {missing}, unknown '
-                       f'{unknown}')
-    if len(arch['depths']) != 4 or len(arch['num_heads']) != 4:
-        raise ValueError('a Swin-v2 arch has 4 stages: depths and num_heads '
-                         f'of length 4, got {arch}')
+    stock_check(not missing and not unknown,
+                f'a Swin-v2 arch dict needs {list(ARCH_KEYS)} (and may give '
+                f'mlp_ratio); missing {missing}, unknown {unknown}')
+    stock_check(len(arch['depths']) == 4 and len(arch['num_heads']) == 4,
+                'a Swin-v2 arch has 4 stages: depths and num_heads of length '
+                f'4, got {arch}')
     return dict(arch, mlp_ratio=arch.get('mlp_ratio', 4))
 
 
@@ -89,68 +106,109 @@ class SwinV2Stage(nn.Module):
 
 @register_model
 class DiTSwinV2(RoutedBackbone):
-    """DiT backbone on Swin-v2 ``t``, ``s``, ``b``.
+    """DiT backbone on Swin-v2: mmpretrain's ``SwinTransformerV2`` with
+    routing gates.
+
+    It takes mmpretrain's arguments with mmpretrain's defaults, so a stock
+    config's backbone needs only ``type='DiTSwinV2'``. Arguments it cannot
+    honour raise the ``AssertionError`` mmpretrain's checks raise
+    (:class:`StockArgumentError`): ``use_abs_pos_embed=True``, a norm other
+    than LayerNorm, non-empty ``stage_cfgs`` / ``patch_cfg``, the ``h`` and
+    ``g`` archs (extra norms).
 
     Args:
-        arch: ``'t'``, ``'s'``, ``'b'`` or a dict (``resolve_swinv2_arch``).
+        arch: mmpretrain's names (``'tiny'`` ... ``'large'``, or ``'t'``
+            ...) or a dict (``resolve_swinv2_arch``).
         img_size: the patch embedding's nominal input size (any size runs).
+        patch_size: the patch embedding's patch (and stride).
         in_channels: image channels.
         window_size: window side of every stage, or one per stage
             (mmpretrain's ``window_size``).
+        drop_rate, drop_path_rate: as in mmpretrain.
+        out_indices: stages whose (normalised) maps are returned
+            (mmpretrain's default: the last; the detection and segmentation
+            configs take all four).
+        use_abs_pos_embed, interpolate_mode, norm_cfg, stage_cfgs,
+            patch_cfg: mmpretrain's; only their defaults are built.
+        pad_small_map: pad a map smaller than the window, and keep the
+            shift where a map is as large as its window (the detection and
+            segmentation configs set it); False (mmpretrain's default)
+            refuses maps smaller than a window and drops the shift of one
+            window's size.
         pretrained_window_sizes: the window sizes the weights were trained
             with (mmpretrain's; 0: the same as ``window_size``).
-        out_indices: stages whose (normalised) maps are returned.
-        drop_rate, drop_path_rate: as in mmpretrain.
-        pad_small_map: pad a map smaller than the window (detection,
-            segmentation); False shrinks nothing and refuses such maps.
         window_mode: the sparse windowed attention, ``'packed'`` (measured
             the faster, see the README) or ``'whole'``
             (``layers/swin_blocks.py``).
         gate_init: initial logit of both gates (3.0: 95% on the Swin-v2
             route).
         **routing: the routing keywords of :class:`RoutedBackbone`, as for
-            :class:`DiT` (``frozen_stages`` 0 also freezes the patch
-            embedding).
+            :class:`DiT`, mmpretrain's ``with_cp``, ``frozen_stages`` (0
+            also freezes the patch embedding) and ``norm_eval`` among them.
         pretrained, init_cfg: a local checkpoint of mmpretrain's
             ``SwinTransformerV2`` (a classifier's, or a detector's or
             segmentor's with ``backbone.`` keys) or of this model.
     """
 
     def __init__(self,
-                 arch: Union[str, dict] = 't',
+                 arch: Union[str, dict] = 'tiny',
                  img_size: int = 256,
+                 patch_size: int = 4,
                  in_channels: int = 3,
                  window_size: Union[int, Sequence[int]] = 8,
-                 pretrained_window_sizes: Sequence[int] = (0, 0, 0, 0),
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
                  drop_rate: float = 0.,
                  drop_path_rate: float = 0.1,
-                 pad_small_map: bool = True,
+                 out_indices: Sequence[int] = (3, ),
+                 use_abs_pos_embed: bool = False,
+                 interpolate_mode: str = 'bicubic',
+                 norm_cfg: dict = dict(type='LN'),
+                 stage_cfgs: dict = dict(),
+                 patch_cfg: dict = dict(),
+                 pad_small_map: bool = False,
+                 pretrained_window_sizes: Sequence[int] = (0, 0, 0, 0),
                  window_mode: str = 'packed',
                  gate_init: float = 3.0,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None,
                  **routing):
+        for name, value, built in (
+                ('use_abs_pos_embed', use_abs_pos_embed, False),
+                ('norm_cfg', norm_cfg, dict(type='LN')),
+                ('stage_cfgs', stage_cfgs, dict()),
+                ('patch_cfg', patch_cfg, dict())):
+            stock_check(value == built, f'DiTSwinV2 builds Swin-v2 with '
+                        f'{name}={built} only, got {value}')
         init_cfg = pretrained_to_init_cfg('DiTSwinV2', pretrained, init_cfg)
         super().__init__(init_cfg=init_cfg, **routing)
         self.arch = resolve_swinv2_arch(arch)
-        self.out_indices = self._check_out_indices(out_indices, 4)
+        self.out_indices = check_out_indices(out_indices, 4)
         windows = [window_size] * 4 if isinstance(window_size, int) else \
             list(window_size)
-        if len(windows) != 4 or len(pretrained_window_sizes) != 4:
-            raise ValueError('window_size and pretrained_window_sizes give one '
-                             f'size per stage (4), got {window_size} and '
-                             f'{pretrained_window_sizes}')
+        stock_check(len(windows) == 4 and len(pretrained_window_sizes) == 4,
+                    'window_size and pretrained_window_sizes give one size '
+                    f'per stage (4), got {window_size} and '
+                    f'{pretrained_window_sizes}')
         self.window_sizes = windows
         self.pretrained_window_sizes = list(pretrained_window_sizes)
         self.img_size = img_size
+        self.patch_size = patch_size
         self.pad_small_map = pad_small_map
         self.in_channels = in_channels
-        self.largest_stride = 32
+        # the attributes mmpretrain's class sets that user code reads
+        self.arch_settings = dict(self.arch, extra_norm_every_n_blocks=0)
+        self.embed_dims = self.arch['embed_dims']
+        self.depths = self.arch['depths']
+        self.num_heads = self.arch['num_heads']
+        self.num_layers = len(self.depths)
+        self.extra_norm_every_n_blocks = 0
+        self.use_abs_pos_embed = use_abs_pos_embed
+        self.interpolate_mode = interpolate_mode
         self.patch_embed = PatchEmbed(
             in_channels=in_channels, input_size=img_size,
             embed_dims=self.arch['embed_dims'], conv_type='Conv2d',
-            kernel_size=4, stride=4, norm_cfg=dict(type='LN'))
+            kernel_size=patch_size, stride=patch_size,
+            norm_cfg=dict(type='LN'))
+        self.patch_resolution = self.patch_embed.init_out_size
         self.drop_after_pos = nn.Dropout(p=drop_rate)
         depths = self.arch['depths']
         drop_paths = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
@@ -181,7 +239,7 @@ class DiTSwinV2(RoutedBackbone):
     # ------------------------------------------------------------ the family
     def stage_costs(self, img_hw: Sequence[int]) -> List[StageCost]:
         return swin_stage_costs(self.arch, self.window_sizes, img_hw,
-                                self.in_channels)
+                                self.in_channels, self.patch_size)
 
     def _enter_stage(self, index: int, carry):
         if index == 0:
@@ -198,38 +256,32 @@ class DiTSwinV2(RoutedBackbone):
             0, 3, 1, 2)
 
     def _frozen_modules(self) -> List[nn.Module]:
+        """As mmpretrain's: the patch embedding, the stages up to
+        ``frozen_stages`` and the output norms of those stages."""
         stem = [self.patch_embed] if self.frozen_stages >= 0 else []
-        return stem + super()._frozen_modules()
+        norms = [getattr(self, f'norm{i}') for i in self.out_indices
+                 if i <= self.frozen_stages]
+        return stem + super()._frozen_modules() + norms
 
     # ------------------------------------------------------------------- init
-    def init_weights(self) -> None:
-        """mmpretrain's initialisation (truncated normal linears), or
-        weights from ``init_cfg``'s checkpoint; the gates start on the
-        Swin-v2 route either way unless the checkpoint has them."""
-        if self.init_cfg is None:
-            for module in self.modules():
-                if isinstance(module, nn.Linear):
-                    trunc_normal_(module.weight, std=.02)
-                    if module.bias is not None:
-                        nn.init.zeros_(module.bias)
-                elif isinstance(module, nn.LayerNorm):
-                    nn.init.ones_(module.weight)
+    def _init_from_scratch(self) -> None:
+        """mmpretrain's initialisation (truncated normal linears)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                trunc_normal_(module.weight, std=.02)
+                if module.bias is not None:
                     nn.init.zeros_(module.bias)
-            for module in self.modules():  # after the Linear init above
-                if isinstance(module, RoutingGate):
-                    module.reset_parameters()
-            return
-        state = read_init_checkpoint(self.init_cfg)
-        MMLogger.get_current_instance().info(load_swinv2_weights(
-            self, state, str(self.init_cfg['checkpoint'])))
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
 
+    own_layout = 'mmpretrain SwinTransformerV2'
 
-def load_swinv2_weights(model: DiTSwinV2, state: StateDict,
-                        source: str) -> str:
-    """Load mmpretrain ``SwinTransformerV2`` (or DiTSwinV2) weights, strictly:
-    only the gates may be missing. The relative-position buffers are
-    recomputed for this window size, as mmpretrain does, not loaded."""
-    state = {k: v for k, v in state.items() if not k.endswith(RECOMPUTED)}
-    return load_checked(
-        model, state, source, 'mmpretrain SwinTransformerV2',
-        optional=lambda key: '.gates.' in key or key.endswith(RECOMPUTED))
+    @staticmethod
+    def is_optional_weight(key: str) -> bool:
+        """The gates, and the relative-position buffers: recomputed for this
+        window size, as mmpretrain does, not loaded."""
+        return '.gates.' in key or key.endswith(RECOMPUTED)
+
+    def to_own_layout(self, state: StateDict) -> StateDict:
+        return {k: v for k, v in state.items() if not k.endswith(RECOMPUTED)}

@@ -111,33 +111,30 @@ class MixedScaleViT(TokenPassViT):
             self.scale_gate.reset_parameters()
 
     @staticmethod
-    def _optional_weight(key: str) -> bool:
+    def is_optional_weight(key: str) -> bool:
+        """The stop heads and the scale gate (and its loss's buffers)."""
         return key.startswith(('stop_heads.', 'scale_gate.', 'scale_loss.'))
-
-    @property
-    def largest_stride(self) -> int:
-        """The smallest image side this backbone takes: one coarse region
-        (two patches a side)."""
-        return 2 * self.patch_size
 
     # ----------------------------------------------------------------- tokens
     def _start(self, inputs: Tensor) -> _PassState:
-        """Mixed-scale tokens (``set_budget(1.0)``: the plain ViT's)."""
+        """Mixed-scale tokens (``set_budget(1.0)``, or an image with no
+        complete coarse region, under two patches a side: the plain
+        ViT's)."""
         self._coarse_probs = None
-        if self.budget is not None and self.budget >= 1.0:
-            state = super()._start(inputs)
-            state.layout = region_layout(state.hw, inputs.device)
-            state.coarse = torch.zeros(
-                inputs.shape[0], *state.layout.coarse_hw, dtype=torch.bool,
-                device=inputs.device)
-            state.gate_flops = 0.0
-            return state
         embed = self.patch_embed
         images = embed.adap_padding(inputs) if embed.adap_padding else inputs
         p = self.patch_size
         hw = (images.shape[2] // p, images.shape[3] // p)
-        images = images[..., :hw[0] * p, :hw[1] * p]
         layout = region_layout(hw, inputs.device)
+        if (self.budget is not None and self.budget >= 1.0) or \
+                not layout.num_regions:
+            state = super()._start(inputs)
+            state.layout = layout
+            state.coarse = torch.zeros(inputs.shape[0], *layout.coarse_hw,
+                                       dtype=torch.bool, device=inputs.device)
+            state.gate_flops = 0.0
+            return state
+        images = images[..., :hw[0] * p, :hw[1] * p]
         regions = coarse_pixels(images, p, layout)
         coarse, fine_gate = self._decide(regions, layout)
 

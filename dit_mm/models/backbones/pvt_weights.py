@@ -8,9 +8,9 @@ original PVTv2 release (``block1.0.attn.q.weight``). A whole-model checkpoint
 import re
 from collections import OrderedDict
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from .weights import StateDict, load_checked
+from .weights import StateDict
 
 
 def detect_layout(state: StateDict) -> str:
@@ -90,15 +90,3 @@ def to_dit_layout(state: StateDict) -> StateDict:
     for key, value in state.items():
         convert(key, value, out)
     return out
-
-
-def load_pvt_weights(module: nn.Module, state: StateDict, source: str) -> str:
-    """Load ``state`` (any layout) into ``module`` strictly, except for the
-    routing gates a PVTv2 checkpoint cannot have. Returns a one-line report.
-
-    Raises ``KeyError`` / ``ValueError`` naming the keys that do not fit, before
-    anything is copied, so a wrong checkpoint leaves the model as it was.
-    """
-    layout = detect_layout(state)
-    return load_checked(module, to_dit_layout(state), source, layout,
-                        optional=lambda key: '.gates.' in key)

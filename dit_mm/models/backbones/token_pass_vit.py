@@ -43,11 +43,11 @@ from ..routing import TokenPassInfo
 from ..schedule import check_schedule, scheduled
 from ..tokens import (TokenSelection, fill_tokens, gather_tokens,
                       select_tokens)
-from .checks import check_budget, check_images
+from .checks import check_budget, check_images, stock_check
 from .vit_archs import VIT_ARCH_KEYS, resolve_vit_arch
 from .vit_weights import (detect_vit_layout, resize_pos_embed,
                           to_mmseg_vit_layout)
-from .weights import (StateDict, load_checked, pretrained_to_init_cfg,
+from .weights import (CheckpointRule, StateDict, pretrained_to_init_cfg,
                       read_init_checkpoint)
 
 
@@ -105,7 +105,7 @@ class _PassState:
 
 
 @register_model
-class TokenPassViT(VisionTransformer):
+class TokenPassViT(VisionTransformer, CheckpointRule):
     """A ViT (patch 16) with token pass.
 
     Args:
@@ -129,6 +129,10 @@ class TokenPassViT(VisionTransformer):
             stopped before a head are ignored by it.
         budget: see :meth:`set_budget`.
         reconstruction: config of the registered token reconstruction module.
+        norm_cfg, patch_bias: mmseg's defaults (LayerNorm eps 1e-5, no
+            patch-embedding bias), so a stock config and its checkpoints fit
+            as they are; the timm / DeiT choices (eps 1e-6, a bias) are set
+            in this project's configs.
         pretrained: a local checkpoint, like ``init_cfg``; a model-zoo name or
             URL is skipped with a warning (nothing is downloaded).
         **kwargs: mmseg ``VisionTransformer`` arguments (``drop_path_rate``,
@@ -140,7 +144,7 @@ class TokenPassViT(VisionTransformer):
 
     def __init__(self,
                  arch='b',
-                 img_size=512,
+                 img_size=224,
                  patch_size: int = 16,
                  in_channels: int = 3,
                  out_indices=-1,
@@ -155,15 +159,15 @@ class TokenPassViT(VisionTransformer):
                  ignore_index: int = 255,
                  budget: Optional[float] = None,
                  reconstruction: dict = dict(type='TokenReconstruction'),
-                 norm_cfg: dict = dict(type='LN', eps=1e-6),
-                 patch_bias: bool = True,
+                 norm_cfg: dict = dict(type='LN'),
+                 patch_bias: bool = False,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None,
                  **kwargs):
         for unsupported in ('output_cls_token', 'out_origin'):
-            if kwargs.pop(unsupported, False):
-                raise ValueError(f'TokenPassViT does not support '
-                                 f'{unsupported}=True')
+            stock_check(not kwargs.pop(unsupported, False),
+                        f'TokenPassViT does not support {unsupported}=True '
+                        "(out_type='cls_token' returns the class token)")
         # a stock mmseg ViT config names the widths itself: they override arch
         overrides = {k: kwargs.pop(k) for k in VIT_ARCH_KEYS if k in kwargs}
         setting = resolve_vit_arch(arch)
@@ -173,10 +177,10 @@ class TokenPassViT(VisionTransformer):
         if isinstance(out_indices, int):
             out_indices = [num_layers - 1 if out_indices == -1 else out_indices]
         out_indices = list(out_indices)
-        if not out_indices or any(i not in range(num_layers)
-                                  for i in out_indices):
-            raise ValueError(f'out_indices {out_indices} out of range for a '
-                             f'{num_layers}-layer ViT (0 ... {num_layers - 1})')
+        stock_check(out_indices and all(i in range(num_layers)
+                                        for i in out_indices),
+                    f'out_indices {out_indices} out of range for a '
+                    f'{num_layers}-layer ViT (0 ... {num_layers - 1})')
         head_layers = sorted(default_head_layers(num_layers)
                              if head_layers is None else head_layers)
         if (len(set(head_layers)) != len(head_layers) or
@@ -224,6 +228,7 @@ class TokenPassViT(VisionTransformer):
         self.cost = ViTCost(dims, setting['mlp_ratio'] * dims, num_layers,
                             patch_size, in_channels, num_classes, cls_tokens)
         self.out_channels = [dims] * len(out_indices)
+        self.accept_foreign_layouts()
         self.budget = check_budget(budget)
         self.routing: Optional[TokenPassInfo] = None
         self._aux_outputs: List[Tuple[int, Tensor, Tensor]] = []
@@ -262,14 +267,8 @@ class TokenPassViT(VisionTransformer):
                          self.training)
 
     # ----------------------------------------------------------------- forward
-    @property
-    def largest_stride(self) -> int:
-        """The smallest image side this backbone takes: one patch."""
-        return self.patch_size
-
     def forward(self, inputs: Tensor) -> Tuple[Tensor, ...]:
-        check_images(inputs, type(self).__name__, self.in_channels,
-                     self.largest_stride)
+        check_images(inputs, type(self).__name__, self.in_channels)
         state = self._start(inputs)
         threshold, counts = self._plan(state)
         stopping = threshold is not None or counts is not None
@@ -458,17 +457,26 @@ class TokenPassViT(VisionTransformer):
             return
         state = read_init_checkpoint(self.init_cfg)
         MMLogger.get_current_instance().info(
-            self.load_vit_weights(state, str(self.init_cfg['checkpoint'])))
+            self.load_weights(state, str(self.init_cfg['checkpoint'])))
 
     def _init_from_checkpoint(self) -> bool:
         return (isinstance(self.init_cfg, dict)
                 and self.init_cfg.get('type') == 'Pretrained')
 
-    def load_vit_weights(self, state: StateDict, source: str) -> str:
-        """Load a ViT state dict (mmseg or timm / DeiT layout) strictly; the
-        stop heads may be missing, the position embedding is resized to this
-        model's grid. Wrong keys or shapes are named and nothing is copied."""
-        layout = detect_vit_layout(state)
+    own_layout = 'mmseg'
+
+    @staticmethod
+    def is_optional_weight(key: str) -> bool:
+        """The stop heads: a plain ViT checkpoint has none."""
+        return key.startswith('stop_heads.')
+
+    def weight_layout(self, state: StateDict) -> str:
+        """``'mmseg'`` or ``'timm'`` (DeiT included)."""
+        return detect_vit_layout(state)
+
+    def to_own_layout(self, state: StateDict) -> StateDict:
+        """mmseg keys; without ``final_norm`` no final norm; the position
+        embedding resized to this model's grid."""
         state = to_mmseg_vit_layout(state)
         if not self.final_norm:
             state = {k: v for k, v in state.items() if not k.startswith('ln1.')}
@@ -480,10 +488,4 @@ class TokenPassViT(VisionTransformer):
                     self.img_size[1] // self.patch_size)
             state['pos_embed'] = resize_pos_embed(pos_embed, grid, 1,
                                                   self.interpolate_mode)
-        return load_checked(self, state, source, layout,
-                            optional=self._optional_weight)
-
-    @staticmethod
-    def _optional_weight(key: str) -> bool:
-        """Weights a plain ViT checkpoint does not have (they keep theirs)."""
-        return key.startswith('stop_heads.')
+        return state

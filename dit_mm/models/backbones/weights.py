@@ -93,6 +93,69 @@ def key_differences(own: Mapping[str, Tuple[int, ...]],
     return missing, unexpected, mismatched
 
 
+class CheckpointRule:
+    """What a backbone standing for a stock network takes from a checkpoint,
+    declared once: which weights a stock checkpoint lacks
+    (:meth:`is_optional_weight`), which layouts it converts
+    (:meth:`weight_layout`, :meth:`to_own_layout`). Its ``init_cfg`` loader,
+    mmengine's ``load_from`` (through :meth:`accept_foreign_layouts`), the
+    run guards' checkpoint checks and the static peer all read this rule."""
+
+    own_layout = 'own'
+
+    @staticmethod
+    def is_optional_weight(key: str) -> bool:
+        """A weight only the dynamic network has (a gate, a head)."""
+        return False
+
+    def weight_layout(self, state: StateDict) -> str:
+        """The layout of a checkpoint's backbone tensors (``KeyError``: none
+        the family knows)."""
+        return self.own_layout
+
+    def to_own_layout(self, state: StateDict) -> StateDict:
+        """A checkpoint's backbone tensors as this backbone loads them."""
+        return OrderedDict(state)
+
+    def load_weights(self, state: StateDict, source: str) -> str:
+        """Load a checkpoint's backbone tensors in any layout the family
+        knows, strictly but for the optional weights (they keep theirs).
+        Wrong keys or shapes are named and nothing is copied. Returns a
+        one-line report."""
+        return load_checked(self, self.to_own_layout(state), source,
+                            self.weight_layout(state),
+                            optional=self.is_optional_weight)
+
+    def accept_foreign_layouts(self) -> None:
+        """Convert a checkpoint of another layout the family knows while
+        ``load_state_dict`` (mmengine's ``load_from``) reads it."""
+        self.register_load_state_dict_pre_hook(_convert_foreign_layout)
+
+
+def _convert_foreign_layout(module: CheckpointRule, state_dict: dict,
+                            prefix: str, *args) -> None:
+    """The entries under ``prefix`` in another layout ``module`` knows are
+    replaced in place by their conversion; in its own layout only what the
+    conversion changes (a resized position embedding) is, nothing is
+    dropped (a strict load of its own state stays strict). Entries in no
+    layout it knows are left to the load's own checks."""
+    entries = {k[len(prefix):]: k for k in state_dict if k.startswith(prefix)}
+    if not entries:
+        return
+    state = OrderedDict((k, state_dict[full]) for k, full in entries.items())
+    try:
+        foreign = module.weight_layout(state) != module.own_layout
+    except KeyError:
+        return
+    converted = module.to_own_layout(state)
+    if foreign:
+        for full in entries.values():
+            del state_dict[full]
+    for key, value in converted.items():
+        if state.get(key) is not value:
+            state_dict[prefix + key] = value
+
+
 def load_checked(module: nn.Module, state: StateDict, source: str,
                  layout: str,
                  optional: Callable[[str], bool] = lambda key: False) -> str:

@@ -34,6 +34,8 @@ class RegionLayout(NamedTuple):
     def covered(self, coarse: Tensor) -> Tensor:
         """``(B, N_fine)`` bool: the fine positions inside the regions marked
         in ``coarse`` ``(B, H_c, W_c)``."""
+        if not self.num_regions:  # a grid under two patches a side
+            return coarse.new_zeros(coarse.shape[0], self.region.numel())
         return (self.region >= 0) & on_fine_grid(coarse.flatten(1), self)
 
 

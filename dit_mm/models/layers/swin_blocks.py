@@ -62,8 +62,10 @@ def window_layout(block: 'RoutedSwinV2Block', hw: HW,
     if min(height, width) == size and not msa.pad_small_map:
         shift = 0
     elif min(height, width) < size and not msa.pad_small_map:
-        raise ValueError(f'a {height}x{width} map is smaller than the window '
-                         f'({size}); set pad_small_map=True')
+        # mmpretrain's ShiftWindowMSA asserts it: the same exception type
+        raise AssertionError(f'a {height}x{width} map is smaller than the '
+                             f'window ({size}); set pad_small_map=True or '
+                             'a smaller window_size')
     pad_h, pad_w = (-height) % size, (-width) % size
     grid = torch.arange(height * width, device=device).view(height, width)
     grid = F.pad(grid, (0, pad_w, 0, pad_h), value=-1)
