@@ -376,3 +376,20 @@ def test_toy_data_tool_refuses_to_write_over_data(tmp_path, monkeypatch):
         with pytest.raises(SystemExit, match=message):
             TOY.main()
     assert digest(tmp_path) == before
+
+
+def test_a_sweep_refuses_a_budget_below_the_minimum_before_evaluating(
+        run, tmp_path):
+    """sweep_budget.py tries every budget first: one DiT cannot meet (it was
+    clamped; a token-pass minimum crashed the sweep after the earlier
+    budgets ran) stops it before any evaluation, with the minimum named."""
+    sweep = load_tool('tools/analysis_tools/sweep_budget.py', 'sweep_tool')
+    before = digest(run)
+    with pytest.raises(SystemExit, match=r'error: budget 0.01 cannot be '
+                       r'met on the val images .* below what DiT must spend '
+                       r'at this input size \(0\.\d+ of the static route'):
+        sweep.main([CONFIG, str(run / 'iter_1.pth'), '--budgets', '1.0',
+                    '0.01', '--flops-images', '2',
+                    '--out-dir', str(tmp_path / 'sweep')])
+    assert not (tmp_path / 'sweep' / 'sweep.json').exists()
+    assert digest(run) == before

@@ -248,16 +248,22 @@ def test_set_budget_meets_the_flops_fraction():
     assert fractions == sorted(fractions)
 
 
-def test_set_budget_none_returns_to_learned_and_tiny_budget_floors():
+def test_set_budget_none_returns_to_learned_and_tiny_budget_is_refused():
     torch.manual_seed(0)
     model = _dit('b0').eval()
     x = torch.randn(1, 3, 64, 64)
-    model.set_budget(0.01)  # below what no token can skip: keeps nothing
+    floor = model.minimum_budget((64, 64))
+    assert 0.01 < floor < 1
+    model.set_budget(0.01)  # below what no token can skip (it was clamped)
+    with pytest.raises(ValueError, match=rf'budget 0.01 is below what DiT '
+                       rf'must spend at this input size \({floor:.3f} of'):
+        with torch.no_grad():
+            model(x)
+    model.set_budget(floor)  # the minimum itself: no token is kept
     with torch.no_grad():
         model(x)
     assert not any(m.any() for m in _masks(model.routing))
-    floor = model.routing.flops_fraction.item()
-    assert 0.01 < floor < 1
+    assert model.routing.flops_fraction.item() == pytest.approx(floor)
     model.set_budget(None)
     assert model.budget is None
     with torch.no_grad():

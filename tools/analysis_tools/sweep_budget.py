@@ -18,12 +18,19 @@ budgets and the peer timed round-robin in the same run. ``none`` among the
 budgets adds the learned decisions (or the stop threshold). Writes
 ``OUT_DIR/sweep.png`` and ``OUT_DIR/sweep.json`` (default OUT_DIR:
 ``work_dirs/sweep_<config name>``) and prints a table.
+
+Every budget is tried on the ``--flops-images`` val images before any is
+evaluated: one the backbone cannot meet at their sizes (below what it must
+spend) is refused up front, with the minimum the backbone names. Each
+budget's metrics go into ``sweep.json`` as soon as they are measured
+(``"complete": false`` until the end), so a run stopped half-way keeps them.
 """
 import argparse
 import os.path as osp
 import statistics
 import sys
 
+import torch
 from mmengine.config import DictAction
 
 import dit_mm  # noqa: F401  (registers modules, safe checkpoint loading)
@@ -87,6 +94,24 @@ def evaluate(runner, route=None, peer=None) -> dict:
         model.backbone = own
     return {k: float(v) if isinstance(v, (int, float)) or hasattr(
         v, 'item') else v for k, v in metrics.items()}
+
+
+def check_budgets(model, batches, budgets) -> None:
+    """Run the backbone once per budget on each of ``batches`` (eval, no
+    gradients): a budget it refuses stops the sweep before any evaluation,
+    with the backbone's own message (it names the minimum)."""
+    model.eval()
+    for batch in batches:
+        inputs = preprocess(model, batch)['inputs']
+        for route in budgets:
+            with budget(model, route), torch.no_grad():
+                try:
+                    model.backbone(inputs)
+                except ValueError as error:
+                    raise SystemExit(
+                        f'error: {label(route)} cannot be met on '
+                        f'the val images ({tuple(inputs.shape[-2:])}): '
+                        f'{error}') from None
 
 
 def mean_flops(model, batches, route) -> tuple:
@@ -166,13 +191,20 @@ def main(argv=None):
                          'MixedScaleViT models')
     budgets = sorted({b for b in args.budgets if b is not None},
                      reverse=True) + ([None] if None in args.budgets else [])
-    metrics = {b: evaluate(runner, b) for b in budgets}  # loads the weights
+    batches = val_batches(cfg, args.flops_images)
+    check_budgets(model, batches, budgets)
+    json_path = osp.join(out_dir, 'sweep.json')
+    metrics = {}
+    for b in budgets:
+        metrics[b] = evaluate(runner, b)  # the first loads the weights
+        write_json(json_path, dict(
+            config=args.config, checkpoint=args.checkpoint, complete=False,
+            metrics={label(k): v for k, v in metrics.items()}))
     model.eval()
     peer_model = with_static_peer(model)
     peer_metrics = evaluate(runner, peer=peer_model.backbone)
     key = choose_metric(metrics[budgets[0]], args.metric)
 
-    batches = val_batches(cfg, args.flops_images)
     gflops = {b: mean_flops(model, batches, b) for b in budgets}
     peer_gflops = mean_flops(peer_model, batches, 'config')
     data = preprocess(model, batches[0])
@@ -204,8 +236,9 @@ def main(argv=None):
     png = osp.join(out_dir, 'sweep.png')
     draw(points, peer_point, key,
          f'{name}: {osp.basename(args.checkpoint)}', png)
-    write_json(osp.join(out_dir, 'sweep.json'), dict(
-        config=args.config, checkpoint=args.checkpoint, metric=key,
+    write_json(json_path, dict(
+        config=args.config, checkpoint=args.checkpoint, complete=True,
+        metric=key,
         flops_images=len(batches), points=points, peer=peer_point,
         latency=stats, environment=env,
         median_latency_ms=statistics.median(p['latency_ms']

@@ -295,9 +295,27 @@ class RoutedBackbone(BaseModule, CheckpointRule):
             return 'learned'
         return 'route' if self.budget >= 1.0 else 'fixed'
 
+    def minimum_budget(self, img_hw: Sequence[int]) -> float:
+        """The smallest budget met at an input of ``img_hw``: the part no
+        token can skip (patch embeddings or merging, keys and values, the
+        depth-wise convolutions, the gates), as a fraction of the static
+        route."""
+        costs = self.stage_costs(img_hw)
+        return (sum(c.fixed(gated=True) for c in costs) /
+                sum(c.route for c in costs))
+
     def _keep_ratio(self, costs: List[StageCost], route: float) -> float:
-        """Fraction of tokens each block keeps so the total meets the budget."""
+        """Fraction of tokens each block keeps so the total meets the budget;
+        a budget below what no token can skip is refused with the minimum
+        (as the token-pass and mixed-scale ViTs refuse theirs)."""
         fixed = sum(c.fixed(gated=True) for c in costs)
+        if self.budget * route < fixed * (1 - 1e-9):
+            raise ValueError(
+                f'budget {self.budget:g} is below what '
+                f'{type(self).__name__} must spend at this input size '
+                f'({fixed / route:.3f} of the static route: the patch '
+                'embeddings, keys and values, depth-wise convolutions and '
+                'gates no token skips)')
         savable = sum(c.savable for c in costs)
         return min(1.0, max(0.0, (self.budget * route - fixed) / savable))
 
