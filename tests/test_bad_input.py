@@ -379,7 +379,7 @@ def test_toy_data_tool_refuses_to_write_over_data(tmp_path, monkeypatch):
 
 
 def test_a_sweep_refuses_a_budget_below_the_minimum_before_evaluating(
-        run, tmp_path):
+        run, tmp_path, capsys):
     """sweep_budget.py tries every budget first: one DiT cannot meet (it was
     clamped; a token-pass minimum crashed the sweep after the earlier
     budgets ran) stops it before any evaluation, with the minimum named."""
@@ -393,3 +393,10 @@ def test_a_sweep_refuses_a_budget_below_the_minimum_before_evaluating(
                     '--out-dir', str(tmp_path / 'sweep')])
     assert not (tmp_path / 'sweep' / 'sweep.json').exists()
     assert digest(run) == before
+    # a point of the default grid below the minimum is skipped, named
+    cfg = load_config(CONFIG)
+    model = build_task_model(cfg)
+    batches = sweep.val_batches(cfg, 2)
+    assert sweep.feasible_budgets(model, batches, [1.0, 0.5, 0.01, None],
+                                  skip=True) == [1.0, 0.5, None]
+    assert 'skipped: budget 0.01 cannot be met' in capsys.readouterr().err

@@ -3,7 +3,7 @@ trade-off: the metric against measured FLOPs and against measured latency,
 with the static peer marked.
 
     python tools/analysis_tools/sweep_budget.py CONFIG CHECKPOINT
-        [--budgets 1.0 0.75 0.5] [--metric KEY] [--flops-images N]
+        [--budgets 1.0 0.75 0.5 none] [--metric KEY] [--flops-images N]
         [--repeats N] [--warmup N] [--threads N] [--out-dir DIR]
         [--cfg-options k=v ...]
 
@@ -19,9 +19,11 @@ budgets adds the learned decisions (or the stop threshold). Writes
 ``OUT_DIR/sweep.png`` and ``OUT_DIR/sweep.json`` (default OUT_DIR:
 ``work_dirs/sweep_<config name>``) and prints a table.
 
-Every budget is tried on the ``--flops-images`` val images before any is
-evaluated: one the backbone cannot meet at their sizes (below what it must
-spend) is refused up front, with the minimum the backbone names. Each
+Without ``--budgets`` the grid is 1.0, 0.75, 0.6, 0.5, 0.4, 0.3 and the
+learned decisions. Every budget is tried on the ``--flops-images`` val images
+before any is evaluated: one the backbone cannot meet at their sizes (below
+what it must spend) is refused up front, with the minimum the backbone
+names; a point of the default grid is skipped with that message instead. Each
 budget's metrics go into ``sweep.json`` as soon as they are measured
 (``"complete": false`` until the end), so a run stopped half-way keeps them.
 """
@@ -47,6 +49,11 @@ from dit_mm.engine.cli import (budget_type, build_runner, load_config,
 from dit_mm.engine.run_guards import check_test_checkpoint
 
 PREFERRED_METRICS = ('coco/bbox_mAP', 'mIoU', 'accuracy/top1')
+DEFAULT_GRID = (1.0, 0.75, 0.6, 0.5, 0.4, 0.3, None)
+
+
+def label_arg(route) -> str:
+    return 'none' if route is None else f'{route:g}'
 
 
 def parse_args(argv=None):
@@ -54,9 +61,11 @@ def parse_args(argv=None):
     parser.add_argument('config')
     parser.add_argument('checkpoint')
     parser.add_argument('--budgets', type=budget_type(allow_none=True),
-                        nargs='+', default=[1.0, 0.75, 0.5],
+                        nargs='+', default=None,
                         help="set_budget values; 'none': the learned "
-                        'decisions (or threshold)')
+                        'decisions (or threshold); default: '
+                        f'{" ".join(map(label_arg, DEFAULT_GRID))} (points '
+                        'below what the model must spend are skipped)')
     parser.add_argument('--metric', help='metric key to plot (default: '
                         f'the first of {", ".join(PREFERRED_METRICS)} the '
                         "test loop reports, else its first)")
@@ -96,22 +105,28 @@ def evaluate(runner, route=None, peer=None) -> dict:
         v, 'item') else v for k, v in metrics.items()}
 
 
-def check_budgets(model, batches, budgets) -> None:
-    """Run the backbone once per budget on each of ``batches`` (eval, no
-    gradients): a budget it refuses stops the sweep before any evaluation,
-    with the backbone's own message (it names the minimum)."""
+def feasible_budgets(model, batches, budgets, skip: bool = False) -> list:
+    """``budgets`` the backbone meets on every one of ``batches``, tried
+    once each (eval, no gradients) before anything is evaluated. One it
+    refuses stops the sweep with the backbone's own message (it names the
+    minimum), or with ``skip`` is left out with that message printed."""
     model.eval()
-    for batch in batches:
-        inputs = preprocess(model, batch)['inputs']
-        for route in budgets:
-            with budget(model, route), torch.no_grad():
-                try:
+    kept = []
+    for route in budgets:
+        try:
+            for batch in batches:
+                inputs = preprocess(model, batch)['inputs']
+                with budget(model, route), torch.no_grad():
                     model.backbone(inputs)
-                except ValueError as error:
-                    raise SystemExit(
-                        f'error: {label(route)} cannot be met on '
-                        f'the val images ({tuple(inputs.shape[-2:])}): '
-                        f'{error}') from None
+        except ValueError as error:
+            message = (f'{label(route)} cannot be met on the val images '
+                       f'({tuple(inputs.shape[-2:])}): {error}')
+            if not skip:
+                raise SystemExit(f'error: {message}') from None
+            print(f'skipped: {message}', file=sys.stderr)
+            continue
+        kept.append(route)
+    return kept
 
 
 def mean_flops(model, batches, route) -> tuple:
@@ -189,10 +204,15 @@ def main(argv=None):
         raise SystemExit(f'error: the backbone of {name} takes no budget; '
                          'sweep_budget sweeps DiT, TokenPassViT and '
                          'MixedScaleViT models')
-    budgets = sorted({b for b in args.budgets if b is not None},
-                     reverse=True) + ([None] if None in args.budgets else [])
+    requested = DEFAULT_GRID if args.budgets is None else args.budgets
+    budgets = sorted({b for b in requested if b is not None},
+                     reverse=True) + ([None] if None in requested else [])
     batches = val_batches(cfg, args.flops_images)
-    check_budgets(model, batches, budgets)
+    budgets = feasible_budgets(model, batches, budgets,
+                               skip=args.budgets is None)
+    if not budgets:
+        raise SystemExit('error: no budget of the grid can be met on the val '
+                         'images (see the messages above)')
     json_path = osp.join(out_dir, 'sweep.json')
     metrics = {}
     for b in budgets:
