@@ -106,16 +106,19 @@ def evaluate(runner, route=None, peer=None) -> dict:
 
 
 def feasible_budgets(model, batches, budgets, skip: bool = False) -> list:
-    """``budgets`` the backbone meets on every one of ``batches``, tried
-    once each (eval, no gradients) before anything is evaluated. One it
+    """``budgets`` the backbone meets on every input size of ``batches``,
+    tried once each (eval, no gradients) before anything is evaluated. One it
     refuses stops the sweep with the backbone's own message (it names the
     minimum), or with ``skip`` is left out with that message printed."""
     model.eval()
+    shapes = {}  # one input per size: what a budget must spend depends on it
+    for batch in batches:
+        inputs = preprocess(model, batch)['inputs']
+        shapes.setdefault(tuple(inputs.shape[-2:]), inputs[:1])
     kept = []
     for route in budgets:
         try:
-            for batch in batches:
-                inputs = preprocess(model, batch)['inputs']
+            for inputs in shapes.values():
                 with budget(model, route), torch.no_grad():
                     model.backbone(inputs)
         except ValueError as error:
