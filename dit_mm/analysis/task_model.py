@@ -12,6 +12,7 @@ user runs.
 """
 import copy
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import torch
@@ -21,6 +22,8 @@ from mmengine.runner import Runner, load_checkpoint
 from torch import nn
 
 from ..engine.cli import config_scope
+from ..models.backbones.dit_routing import RoutedBackbone
+from .budget_calibration import load_calibration
 
 DATA_SAMPLES = {
     'mmdet': ('mmdet.structures', 'DetDataSample'),
@@ -64,6 +67,10 @@ def build_task_model(cfg: Config, checkpoint: Optional[str] = None,
         else:
             load_checkpoint(model, checkpoint, map_location='cpu',
                             strict=True)
+            calibration = load_calibration(checkpoint)
+            if calibration and isinstance(getattr(model, 'backbone', None),
+                                          RoutedBackbone):
+                model.backbone.budget_calibration = calibration
     return model.to(device).eval()
 
 
@@ -189,17 +196,31 @@ def is_dynamic(backbone: nn.Module) -> bool:
     return callable(getattr(backbone, 'set_budget', None))
 
 
+@dataclass(frozen=True)
+class AverageBudget:
+    """A route: DiT's learned decisions calibrated to spend ``value`` on
+    average (``backbone.set_average_budget``), each image what it needs."""
+    value: float
+
+
 @contextmanager
 def budget(model: nn.Module, value) -> Iterator[None]:
     """The backbone runs at budget ``value`` inside (``'config'``: leave it
-    as it is), and returns to its former budget after."""
+    as it is; an :class:`AverageBudget`: the calibrated average mode), and
+    returns to its former budget after."""
     backbone = getattr(model, 'backbone', None)
     if value == 'config' or not is_dynamic(backbone):
         yield
         return
     before = backbone.budget
-    backbone.set_budget(value)
+    offset = getattr(backbone, 'gate_offset', None)
+    if isinstance(value, AverageBudget):
+        backbone.set_average_budget(value.value)
+    else:
+        backbone.set_budget(value)
     try:
         yield
     finally:
         backbone.set_budget(before)
+        if offset is not None:
+            backbone.set_gate_offset(offset)

@@ -26,6 +26,9 @@ what it must spend) is refused up front, with the minimum the backbone
 names; a point of the default grid is skipped with that message instead. Each
 budget's metrics go into ``sweep.json`` as soon as they are measured
 (``"complete": false`` until the end), so a run stopped half-way keeps them.
+With a calibration beside the checkpoint (``calibrate_budget.py``), its
+average budgets are swept too: the learned decisions spending ``r`` on
+average, each image what it needs (``average r`` in the table and plot).
 """
 import argparse
 import os.path as osp
@@ -41,7 +44,8 @@ from dit_mm.analysis.model_flops import measure
 from dit_mm.analysis.report import (environment, fmt, markdown_table,
                                     write_json)
 from dit_mm.analysis.static_peer import peer_name, with_static_peer
-from dit_mm.analysis.task_model import (budget, is_dynamic,
+from dit_mm.analysis.budget_calibration import load_calibration
+from dit_mm.analysis.task_model import (AverageBudget, budget, is_dynamic,
                                         predict_preprocessed, preprocess,
                                         val_batches)
 from dit_mm.engine.cli import (budget_type, build_runner, load_config,
@@ -139,7 +143,14 @@ def mean_flops(model, batches, route) -> tuple:
 
 
 def label(route) -> str:
+    if isinstance(route, AverageBudget):
+        return f'average {route.value:g}'
     return 'learned' if route is None else f'budget {route:g}'
+
+
+def mode(route) -> str:
+    return ('average' if isinstance(route, AverageBudget) else
+            'learned' if route is None else 'fixed')
 
 
 def latencies(model, peer_model, data, budgets, repeats, warmup):
@@ -163,8 +174,10 @@ def draw(points, peer, metric: str, title: str, path: str) -> None:
     matplotlib.use('Agg')  # files only, no display
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    fixed = [p for p in points if p['budget'] is not None]
-    learned = [p for p in points if p['budget'] is None]
+    fixed = [p for p in points if p['mode'] == 'fixed']
+    learned = [p for p in points if p['mode'] == 'learned']
+    average = sorted((p for p in points if p['mode'] == 'average'),
+                     key=lambda p: p['budget'])
     for ax, key, label in ((axes[0], 'gflops', 'GFLOPs per image (executed)'),
                            (axes[1], 'latency_ms', 'latency, ms per image')):
         ax.plot([p[key] for p in fixed], [p['metric'] for p in fixed], 'o-',
@@ -172,6 +185,10 @@ def draw(points, peer, metric: str, title: str, path: str) -> None:
         if learned:
             ax.plot([learned[0][key]], [learned[0]['metric']], 'D',
                     color='tab:green', markersize=8, label='learned')
+        if average:
+            ax.plot([p[key] for p in average], [p['metric'] for p in average],
+                    's--', color='tab:orange',
+                    label='learned, calibrated average')
         for p in points:
             ax.annotate(p['label'].replace('budget ', ''),
                         (p[key], p['metric']),
@@ -213,6 +230,11 @@ def main(argv=None):
     batches = val_batches(cfg, args.flops_images)
     budgets = feasible_budgets(model, batches, budgets,
                                skip=args.budgets is None)
+    calibration = load_calibration(args.checkpoint)
+    if calibration:
+        model.backbone.budget_calibration = calibration
+        budgets += [AverageBudget(r) for r in sorted(calibration,
+                                                     reverse=True)]
     if not budgets:
         raise SystemExit('error: no budget of the grid can be met on the val '
                          'images (see the messages above)')
@@ -234,7 +256,8 @@ def main(argv=None):
     stats = latencies(model, peer_model, data, budgets, args.repeats,
                       args.warmup)
 
-    points = [dict(budget=b, label=label(b), metric=float(metrics[b][key]),
+    points = [dict(budget=getattr(b, 'value', b), mode=mode(b), label=label(b),
+                   metric=float(metrics[b][key]),
                    gflops=gflops[b][0], backbone_gflops=gflops[b][1],
                    latency_ms=stats[label(b)]['median_ms'],
                    metrics=metrics[b]) for b in budgets]

@@ -1,0 +1,90 @@
+"""Calibrate average budgets of a trained DiT model on its val images.
+
+    python tools/analysis_tools/calibrate_budget.py CONFIG CHECKPOINT
+        [--budgets 0.5 0.75] [--num-images 16] [--force]
+        [--cfg-options k=v ...]
+
+``set_budget(r)`` makes every image spend ``r`` of the static route. This
+tool solves, for each ``r``, the offset on the gate logits whose learned
+decisions spend ``r`` *on average* over the first ``--num-images`` val images
+(test pipeline, one image at a time), each image what its gates ask
+(``dit_mm.analysis.budget_calibration``). It prints, per budget, the offset,
+the mean executed FLOPs fraction against ``r`` and the spread of the
+per-image fractions, and writes ``CHECKPOINT.calibration.json``, which the
+tools' model builder hands to the backbone: then
+``backbone.set_average_budget(r)``. An existing calibration is kept unless
+``--force``.
+"""
+import argparse
+import os.path as osp
+import sys
+
+from mmengine.config import DictAction
+
+import dit_mm  # noqa: F401  (registers modules, safe checkpoint loading)
+from dit_mm.analysis.budget_calibration import (calibrate_gate_offset,
+                                                calibration_path,
+                                                save_calibration)
+from dit_mm.analysis.report import fmt, markdown_table, quiet_mmengine
+from dit_mm.analysis.task_model import (build_task_model, preprocess,
+                                        val_batches)
+from dit_mm.engine.cli import budget_type, load_config, positive_int
+from dit_mm.engine.run_guards import check_test_checkpoint
+from dit_mm.models.backbones.dit_routing import RoutedBackbone
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config')
+    parser.add_argument('checkpoint')
+    parser.add_argument('--budgets', type=budget_type(allow_one=False),
+                        nargs='+', default=[0.5, 0.75])
+    parser.add_argument('--num-images', type=positive_int, default=16)
+    parser.add_argument('--force', action='store_true',
+                        help='replace an existing calibration file')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    for path, what in ((args.config, 'config'),
+                       (args.checkpoint, 'checkpoint')):
+        if not osp.isfile(path):
+            raise SystemExit(f'error: {what} {path} does not exist')
+    out = calibration_path(args.checkpoint)
+    if osp.exists(out) and not args.force:
+        raise SystemExit(f'error: {out} exists; --force replaces it')
+    cfg = load_config(args.config, args.cfg_options)
+    cfg.load_from = args.checkpoint
+    check_test_checkpoint(cfg)  # mmengine would load a misfit non-strictly
+    quiet_mmengine()
+    model = build_task_model(cfg, args.checkpoint)
+    if not isinstance(getattr(model, 'backbone', None), RoutedBackbone):
+        raise SystemExit(f'error: the backbone of {args.config} is not DiT; '
+                         'average budgets are calibrated for DiT (PVTv2 or '
+                         'Swin-v2) here')
+    images = [preprocess(model, batch)['inputs']
+              for batch in val_batches(cfg, args.num_images)]
+    results = []
+    for budget in sorted(set(args.budgets)):
+        try:
+            results.append(calibrate_gate_offset(model.backbone, images,
+                                                 budget))
+        except ValueError as error:
+            raise SystemExit(f'error: {error}') from None
+    print(f'\n## {args.checkpoint}: average budgets over the first '
+          f'{len(images)} val images\n')
+    print(markdown_table(
+        ['average budget', 'gate offset', 'mean FLOPs fraction',
+         'per image: min', 'max', 'std'],
+        [[fmt(r['budget']), fmt(r['offset'], 3), fmt(r['mean_fraction']),
+          fmt(r['min_fraction']), fmt(r['max_fraction']),
+          fmt(r['std_fraction'])] for r in results]))
+    save_calibration(out, args.checkpoint, results)
+    print(f'\nwrote {out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
