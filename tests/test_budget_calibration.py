@@ -1,25 +1,36 @@
-"""DiT's average budget: one offset on the gate logits moves the learned
-decisions (0: the learned route; monotone; decided per token), and
-``calibrate_gate_offset`` solves it so that the mean executed FLOPs fraction
-over calibration images is the budget, each image spending what it needs."""
+"""Average budgets: one monotone control moves each backbone's learned
+decisions (DiT: an offset on the gate logits, 0 the learned route; token
+pass: the stop threshold; MSViT: an offset on the scale gate's fine logits),
+and ``calibrate_average_control`` solves it so that the mean executed FLOPs
+fraction over calibration images is the budget, each image spending what it
+needs, the same alone as in a batch."""
 import json
+import statistics
 
 import pytest
 import torch
 
-from dit_mm.analysis.budget_calibration import (calibrate_gate_offset,
+from dit_mm.analysis.budget_calibration import (calibrate_average_control,
                                                 calibration_path,
                                                 executed_fractions,
                                                 load_calibration,
                                                 save_calibration)
 from dit_mm.models.layers import randomize_gates
 from test_dit_backbone import _dit, _masks
+from test_mixed_scale_vit import small_model as mixed_scale_vit
+from test_token_pass_vit import small_model as token_pass_vit
 
 
-def model():
-    dit = _dit('b0').eval()
-    randomize_gates(dit)  # decisions that differ between tokens and images
-    return dit
+def dit():
+    model = _dit('b0').eval()
+    randomize_gates(model)  # decisions that differ between tokens and images
+    return model
+
+
+# each with decisions that differ between tokens and images: random gates,
+# spread stop heads and scale gate (the helpers of their test files)
+BACKBONES = dict(DiT=dit, TokenPassViT=lambda: token_pass_vit(),
+                 MixedScaleViT=lambda: mixed_scale_vit())
 
 
 def images(count=6, size=64):
@@ -27,55 +38,66 @@ def images(count=6, size=64):
     return [torch.randn(1, 3, size, size, generator=gen) for _ in range(count)]
 
 
-def test_offset_zero_is_the_learned_route_and_spending_rises_with_it():
-    dit, x = model(), images(1)[0]
+def test_dit_offset_zero_is_the_learned_route():
+    model, x = dit(), images(1)[0]
     with torch.no_grad():
-        dit.set_budget(None)
-        dit(x)
-        learned = [m.clone() for m in _masks(dit.routing)]
-        dit.set_gate_offset(0.0)
-        dit(x)
-    assert all(torch.equal(a, b) for a, b in zip(learned, _masks(dit.routing)))
-    spent = [executed_fractions(dit, [x], o)[0] for o in (-4, -1, 0, 1, 4)]
-    assert spent == sorted(spent) and spent[0] < spent[-1]
-    assert dit.gate_offset == 4  # left as set: the caller's to restore
+        model.set_budget(None)
+        model(x)
+        learned = [m.clone() for m in _masks(model.routing)]
+        model.set_average_control(0.0)
+        model(x)
+    assert all(torch.equal(a, b)
+               for a, b in zip(learned, _masks(model.routing)))
 
 
-def test_calibrated_offset_meets_the_average_and_images_spend_differently():
-    dit, xs = model(), images()
-    result = calibrate_gate_offset(dit, xs, 0.6)
-    assert result['mean_fraction'] == pytest.approx(0.6, abs=0.02)
-    assert result['max_fraction'] - result['min_fraction'] > 0.01
-    assert dit.gate_offset == 0.0  # restored
+@pytest.mark.parametrize('name', list(BACKBONES))
+def test_spending_rises_with_the_control(name):
+    model, x = BACKBONES[name](), images(1, 128)[0]
+    low, high = model.control_range
+    controls = [low + (high - low) * t for t in (0, 0.3, 0.45, 0.55, 0.7, 1)]
+    spent = [executed_fractions(model, [x], c)[0] for c in controls]
+    assert spent == sorted(spent) and spent[0] < spent[-1] - 0.1, spent
+
+
+@pytest.mark.parametrize('name', list(BACKBONES))
+def test_calibrated_control_meets_the_average_and_images_spend_differently(
+        name):
+    model, xs = BACKBONES[name](), images(6, 128)
+    low = statistics.fmean(executed_fractions(model, xs,
+                                              model.control_range[0]))
+    target = round(low + 0.6 * (1 - low), 2)  # reachable for every family
+    model.set_average_control(None)
+    result = calibrate_average_control(model, xs, target)
+    assert result['mean_fraction'] == pytest.approx(target, abs=0.02)
+    assert result['max_fraction'] - result['min_fraction'] > 0.005
+    assert model.average_control is None  # restored
     # decided per token: an image spends the same alone and in a batch
-    dit.set_gate_offset(result['offset'])
+    alone = executed_fractions(model, xs[:2], result['control'])
     with torch.no_grad():
-        dit(torch.cat(xs[:2]))
-        batch = dit.routing.flops_fraction.tolist()
-    assert batch == pytest.approx(
-        [executed_fractions(dit, [x], result['offset'])[0] for x in xs[:2]])
-    with pytest.raises(ValueError, match='out of reach of the gate offset'):
-        calibrate_gate_offset(dit, xs, 0.01)
+        model(torch.cat(xs[:2]))
+    assert model.routing.flops_fraction.tolist() == pytest.approx(alone)
+    with pytest.raises(ValueError, match="out of reach of .*'s control"):
+        calibrate_average_control(model, xs, low / 2)
 
 
 def test_average_budget_reads_the_calibration_beside_the_checkpoint(tmp_path):
-    dit = model()
+    model = dit()
     with pytest.raises(ValueError, match='calibrate_budget.py'):
-        dit.set_average_budget(0.5)
+        model.set_average_budget(0.5)
     checkpoint = str(tmp_path / 'iter_1.pth')
     assert load_calibration(checkpoint) == {}
     save_calibration(calibration_path(checkpoint), checkpoint,
-                     [dict(budget=0.5, offset=-1.25)])
-    dit.budget_calibration = load_calibration(checkpoint)
-    dit.set_budget(0.75)
-    dit.set_average_budget(0.5)
-    assert dit.budget is None and dit.gate_offset == -1.25
+                     [dict(budget=0.5, control=-1.25)])
+    model.budget_calibration = load_calibration(checkpoint)
+    model.set_budget(0.75)
+    model.set_average_budget(0.5)
+    assert model.budget is None and model.average_control == -1.25
     with pytest.raises(ValueError, match=r'calibrated are \[0.5\]'):
-        dit.set_average_budget(0.6)
+        model.set_average_budget(0.6)
     with pytest.raises(ValueError, match='finite'):
-        dit.set_gate_offset(float('nan'))
+        model.set_average_control(float('nan'))
     with open(calibration_path(checkpoint), 'w') as f:
-        json.dump(dict(budgets=[dict(offset=1.0)]), f)
+        json.dump(dict(budgets=[dict(control=1.0)]), f)
     with pytest.raises(ValueError, match='not a budget calibration'):
         load_calibration(checkpoint)
 

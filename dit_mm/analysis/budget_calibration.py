@@ -1,12 +1,13 @@
-"""An average budget for DiT's learned decisions, calibrated on data.
+"""Average budgets of the learned decisions, calibrated on data.
 
 ``set_budget(r)`` makes every image spend ``r``. The other mode lets each
-image spend what its gates ask and meets ``r`` on average: one offset on the
-gate logits (``RoutedBackbone.set_gate_offset``: monotone, a token that went
-down stays down, decided per token) is solved by bisection so that the mean
-executed FLOPs fraction over calibration images is ``r``. The offsets are
-kept in a JSON file beside the checkpoint, which ``build_task_model`` hands
-to the backbone (``budget_calibration``) when it is there.
+image spend what its decisions ask and meets ``r`` on average: the
+backbone's one monotone control (``AverageBudget``: DiT's offset on the gate
+logits, token pass's stop threshold, MSViT's offset on the scale gate's fine
+logits) is solved by bisection so that the mean executed FLOPs fraction over
+calibration images is ``r``. The values are kept in a JSON file beside the
+checkpoint, which ``build_task_model`` hands to the backbone
+(``budget_calibration``) when it is there.
 """
 import json
 import os.path as osp
@@ -16,8 +17,6 @@ from typing import Dict, List, Sequence
 import torch
 from torch import Tensor, nn
 
-OFFSET_RANGE = (-30.0, 30.0)  # logits: sigmoid is 0 or 1 to float precision
-
 
 def calibration_path(checkpoint: str) -> str:
     """Where the calibration of ``checkpoint`` is kept: beside it."""
@@ -26,11 +25,11 @@ def calibration_path(checkpoint: str) -> str:
 
 @torch.no_grad()
 def executed_fractions(backbone: nn.Module, images: Sequence[Tensor],
-                       offset: float) -> List[float]:
-    """Each image's executed FLOPs fraction of the static route under the
-    learned decisions shifted by ``offset`` (one image per forward)."""
+                       control: float) -> List[float]:
+    """Each image's executed FLOPs fraction of the static network under the
+    learned decisions moved by ``control`` (one image per forward)."""
     backbone.set_budget(None)
-    backbone.set_gate_offset(offset)
+    backbone.set_average_control(control)
     fractions = []
     for image in images:
         backbone(image)
@@ -38,24 +37,25 @@ def executed_fractions(backbone: nn.Module, images: Sequence[Tensor],
     return fractions
 
 
-def calibrate_gate_offset(backbone: nn.Module, images: Sequence[Tensor],
-                          budget: float, steps: int = 30) -> Dict:
-    """The gate offset whose mean executed FLOPs fraction over ``images``
+def calibrate_average_control(backbone: nn.Module, images: Sequence[Tensor],
+                              budget: float, steps: int = 30) -> Dict:
+    """The control value whose mean executed FLOPs fraction over ``images``
     (``(1, C, H, W)`` each) is ``budget``, with the per-image fractions it
-    gives. A budget outside what the offsets reach is a ``ValueError`` that
-    names the reachable range. The backbone's offset is left at 0."""
-    was_training, before = backbone.training, backbone.gate_offset
+    gives. A budget outside what the control reaches is a ``ValueError``
+    that names the reachable range. The backbone's control is restored."""
+    was_training, before = backbone.training, backbone.average_control
     backbone.eval()
     try:
-        low, high = OFFSET_RANGE
+        low, high = backbone.control_range
         reach = [statistics.fmean(executed_fractions(backbone, images, o))
                  for o in (low, high)]
         if not reach[0] <= budget <= reach[1]:
             raise ValueError(
-                f'an average budget of {budget:g} is out of reach of the '
-                f'gate offset: from {reach[0]:.3f} (every token that can '
-                f'skip does) to {reach[1]:.3f} (every block runs)')
-        for _ in range(steps):  # the largest offset that spends <= budget
+                f'an average budget of {budget:g} is out of reach of '
+                f'{type(backbone).__name__}\'s control: from {reach[0]:.3f} '
+                f'(the least its decisions spend) to {reach[1]:.3f} (the '
+                'most)')
+        for _ in range(steps):  # the largest control that spends <= budget
             mid = (low + high) / 2
             if statistics.fmean(executed_fractions(backbone, images,
                                                    mid)) <= budget:
@@ -64,9 +64,9 @@ def calibrate_gate_offset(backbone: nn.Module, images: Sequence[Tensor],
                 high = mid
         fractions = executed_fractions(backbone, images, low)
     finally:
-        backbone.set_gate_offset(before)
+        backbone.set_average_control(before)
         backbone.train(was_training)
-    return dict(budget=budget, offset=low, images=len(fractions),
+    return dict(budget=budget, control=low, images=len(fractions),
                 mean_fraction=statistics.fmean(fractions),
                 min_fraction=min(fractions), max_fraction=max(fractions),
                 std_fraction=statistics.pstdev(fractions))
@@ -79,15 +79,15 @@ def save_calibration(path: str, checkpoint: str, results: List[Dict]) -> None:
 
 
 def load_calibration(checkpoint: str) -> Dict[float, float]:
-    """Average budget -> gate offset from the file beside ``checkpoint``
-    (empty when there is none)."""
+    """Average budget -> control value from the file beside
+    ``checkpoint`` (empty when there is none)."""
     path = calibration_path(checkpoint)
     if not osp.isfile(path):
         return {}
     with open(path) as f:
         data = json.load(f)
     try:
-        return {float(r['budget']): float(r['offset'])
+        return {float(r['budget']): float(r['control'])
                 for r in data['budgets']}
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f'{path} is not a budget calibration of this '

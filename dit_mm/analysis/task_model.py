@@ -22,7 +22,7 @@ from mmengine.runner import Runner, load_checkpoint
 from torch import nn
 
 from ..engine.cli import config_scope
-from ..models.backbones.dit_routing import RoutedBackbone
+from ..models.backbones.average_budget import AverageBudget
 from .budget_calibration import load_calibration
 
 DATA_SAMPLES = {
@@ -69,7 +69,7 @@ def build_task_model(cfg: Config, checkpoint: Optional[str] = None,
                             strict=True)
             calibration = load_calibration(checkpoint)
             if calibration and isinstance(getattr(model, 'backbone', None),
-                                          RoutedBackbone):
+                                          AverageBudget):
                 model.backbone.budget_calibration = calibration
     return model.to(device).eval()
 
@@ -197,8 +197,8 @@ def is_dynamic(backbone: nn.Module) -> bool:
 
 
 @dataclass(frozen=True)
-class AverageBudget:
-    """A route: DiT's learned decisions calibrated to spend ``value`` on
+class AverageRoute:
+    """A route: the learned decisions calibrated to spend ``value`` on
     average (``backbone.set_average_budget``), each image what it needs."""
     value: float
 
@@ -206,15 +206,15 @@ class AverageBudget:
 @contextmanager
 def budget(model: nn.Module, value) -> Iterator[None]:
     """The backbone runs at budget ``value`` inside (``'config'``: leave it
-    as it is; an :class:`AverageBudget`: the calibrated average mode), and
+    as it is; an :class:`AverageRoute`: the calibrated average mode), and
     returns to its former budget after."""
     backbone = getattr(model, 'backbone', None)
     if value == 'config' or not is_dynamic(backbone):
         yield
         return
     before = backbone.budget
-    offset = getattr(backbone, 'gate_offset', None)
-    if isinstance(value, AverageBudget):
+    control = getattr(backbone, 'average_control', None)
+    if isinstance(value, AverageRoute):
         backbone.set_average_budget(value.value)
     else:
         backbone.set_budget(value)
@@ -222,5 +222,5 @@ def budget(model: nn.Module, value) -> Iterator[None]:
         yield
     finally:
         backbone.set_budget(before)
-        if offset is not None:
-            backbone.set_gate_offset(offset)
+        if isinstance(backbone, AverageBudget):
+            backbone.set_average_control(control)

@@ -1,14 +1,16 @@
-"""Calibrate average budgets of a trained DiT model on its val images.
+"""Calibrate average budgets of a trained dynamic model on its val images.
 
     python tools/analysis_tools/calibrate_budget.py CONFIG CHECKPOINT
         [--budgets 0.5 0.75] [--num-images 16] [--force]
         [--cfg-options k=v ...]
 
-``set_budget(r)`` makes every image spend ``r`` of the static route. This
-tool solves, for each ``r``, the offset on the gate logits whose learned
-decisions spend ``r`` *on average* over the first ``--num-images`` val images
-(test pipeline, one image at a time), each image what its gates ask
-(``dit_mm.analysis.budget_calibration``). It prints, per budget, the offset,
+``set_budget(r)`` makes every image spend ``r`` of the static network. This
+tool solves, for each ``r``, the backbone's control (DiT: an offset on the
+gate logits; token pass: the stop threshold; MSViT: an offset on the scale
+gate's fine logits) whose learned decisions spend ``r`` *on average* over the
+first ``--num-images`` val images (test pipeline, one image at a time), each
+image what its decisions ask (``dit_mm.analysis.budget_calibration``). It
+prints, per budget, the control value,
 the mean executed FLOPs fraction against ``r`` and the spread of the
 per-image fractions, and writes ``CHECKPOINT.calibration.json``, which the
 tools' model builder hands to the backbone: then
@@ -22,7 +24,7 @@ import sys
 from mmengine.config import DictAction
 
 import dit_mm  # noqa: F401  (registers modules, safe checkpoint loading)
-from dit_mm.analysis.budget_calibration import (calibrate_gate_offset,
+from dit_mm.analysis.budget_calibration import (calibrate_average_control,
                                                 calibration_path,
                                                 save_calibration)
 from dit_mm.analysis.report import fmt, markdown_table, quiet_mmengine
@@ -30,7 +32,7 @@ from dit_mm.analysis.task_model import (build_task_model, preprocess,
                                         val_batches)
 from dit_mm.engine.cli import budget_type, load_config, positive_int
 from dit_mm.engine.run_guards import check_test_checkpoint
-from dit_mm.models.backbones.dit_routing import RoutedBackbone
+from dit_mm.models.backbones.average_budget import AverageBudget
 
 
 def parse_args(argv=None):
@@ -60,25 +62,26 @@ def main(argv=None):
     check_test_checkpoint(cfg)  # mmengine would load a misfit non-strictly
     quiet_mmengine()
     model = build_task_model(cfg, args.checkpoint)
-    if not isinstance(getattr(model, 'backbone', None), RoutedBackbone):
-        raise SystemExit(f'error: the backbone of {args.config} is not DiT; '
-                         'average budgets are calibrated for DiT (PVTv2 or '
-                         'Swin-v2) here')
+    if not isinstance(getattr(model, 'backbone', None), AverageBudget):
+        raise SystemExit(f'error: the backbone of {args.config} '
+                         f'({type(model.backbone).__name__}) takes no budget; '
+                         'average budgets are calibrated for DiT, '
+                         'TokenPassViT and MixedScaleViT')
     images = [preprocess(model, batch)['inputs']
               for batch in val_batches(cfg, args.num_images)]
     results = []
     for budget in sorted(set(args.budgets)):
         try:
-            results.append(calibrate_gate_offset(model.backbone, images,
-                                                 budget))
+            results.append(calibrate_average_control(model.backbone,
+                                                     images, budget))
         except ValueError as error:
             raise SystemExit(f'error: {error}') from None
     print(f'\n## {args.checkpoint}: average budgets over the first '
           f'{len(images)} val images\n')
     print(markdown_table(
-        ['average budget', 'gate offset', 'mean FLOPs fraction',
+        ['average budget', 'control', 'mean FLOPs fraction',
          'per image: min', 'max', 'std'],
-        [[fmt(r['budget']), fmt(r['offset'], 3), fmt(r['mean_fraction']),
+        [[fmt(r['budget']), fmt(r['control'], 3), fmt(r['mean_fraction']),
           fmt(r['min_fraction']), fmt(r['max_fraction']),
           fmt(r['std_fraction'])] for r in results]))
     save_calibration(out, args.checkpoint, results)

@@ -45,7 +45,7 @@ from dit_mm.analysis.report import (environment, fmt, markdown_table,
                                     write_json)
 from dit_mm.analysis.static_peer import peer_name, with_static_peer
 from dit_mm.analysis.budget_calibration import load_calibration
-from dit_mm.analysis.task_model import (AverageBudget, budget, is_dynamic,
+from dit_mm.analysis.task_model import (AverageRoute, budget, is_dynamic,
                                         predict_preprocessed, preprocess,
                                         val_batches)
 from dit_mm.engine.cli import (budget_type, build_runner, load_config,
@@ -143,13 +143,13 @@ def mean_flops(model, batches, route) -> tuple:
 
 
 def label(route) -> str:
-    if isinstance(route, AverageBudget):
+    if isinstance(route, AverageRoute):
         return f'average {route.value:g}'
     return 'learned' if route is None else f'budget {route:g}'
 
 
 def mode(route) -> str:
-    return ('average' if isinstance(route, AverageBudget) else
+    return ('average' if isinstance(route, AverageRoute) else
             'learned' if route is None else 'fixed')
 
 
@@ -233,7 +233,7 @@ def main(argv=None):
     calibration = load_calibration(args.checkpoint)
     if calibration:
         model.backbone.budget_calibration = calibration
-        budgets += [AverageBudget(r) for r in sorted(calibration,
+        budgets += [AverageRoute(r) for r in sorted(calibration,
                                                      reverse=True)]
     if not budgets:
         raise SystemExit('error: no budget of the grid can be met on the val '

@@ -29,7 +29,6 @@ entered and left, its cost model, and blocks with ``forward(x, hw)`` (the
 static block), ``gate_input(x)`` (what the gate reads), ``forward_masked`` and
 ``forward_sparse``.
 """
-import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -46,6 +45,7 @@ from ..losses import BudgetLoss
 from ..routing import RoutedFeatures, RoutingInfo
 from ..schedule import check_schedule, scheduled
 from ..tokens import select_tokens
+from .average_budget import AverageBudget
 from .checks import check_budget, check_images
 from .weights import CheckpointRule, read_init_checkpoint
 
@@ -79,7 +79,7 @@ def build_budget_loss(budget_loss: Optional[dict]) -> Optional[BudgetLoss]:
     return BudgetLoss(**budget_loss)
 
 
-class RoutedBackbone(BaseModule, CheckpointRule):
+class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
     """DiT's routing over ``self.stages`` (each with ``blocks`` and ``gates``).
 
     Subclasses build ``self.stages`` and set ``in_channels`` and
@@ -142,9 +142,7 @@ class RoutedBackbone(BaseModule, CheckpointRule):
         self.budget_loss = build_budget_loss(budget_loss)
         self.budget: Optional[float] = None
         self.set_budget(budget)
-        self.gate_offset = 0.0
-        # average budget -> gate offset, from calibrate_budget.py's file
-        self.budget_calibration: Dict[float, float] = {}
+        self._init_average_budget()
         self.routing: Optional[RoutingInfo] = None
         self._scratch: dict = {}  # reused memory of sparse inference
 
@@ -173,6 +171,10 @@ class RoutedBackbone(BaseModule, CheckpointRule):
     def is_optional_weight(key: str) -> bool:
         """The routing gates: a checkpoint of the stock network has none."""
         return '.gates.' in key
+
+    # the average-budget control: an offset on both gate logits (a token
+    # that went down still stays down); +-30 saturates the sigmoid
+    control_range = (-30.0, 30.0)
 
     # ------------------------------------------------------------------- init
     def _init_entries(self) -> List[dict]:
@@ -233,33 +235,6 @@ class RoutedBackbone(BaseModule, CheckpointRule):
         ``None``: the learned decisions.
         """
         self.budget = check_budget(budget)
-
-    def set_gate_offset(self, offset: float) -> None:
-        """Shift both gate logits by ``offset`` in the learned decisions at
-        test time (``set_budget(None)``): 0 is the learned route, a larger
-        offset keeps more tokens, a smaller one fewer, and a token that went
-        down still stays down. Monotone in the offset and decided per token,
-        so an image spends what its gates ask and the same alone as in a
-        batch. Training ignores it."""
-        offset = float(offset)
-        if not math.isfinite(offset):
-            raise ValueError(f'gate offset must be finite, got {offset}')
-        self.gate_offset = offset
-
-    def set_average_budget(self, budget: float) -> None:
-        """The learned decisions with the gate offset calibrated on data so
-        that the *average* FLOPs fraction over the calibration images is
-        ``budget`` (``tools/analysis_tools/calibrate_budget.py``); each image
-        spends what it needs. Only a calibrated budget is taken."""
-        if budget not in self.budget_calibration:
-            calibrated = sorted(self.budget_calibration)
-            raise ValueError(
-                f'no calibration for an average budget of {budget:g}: '
-                + (f'calibrated are {calibrated}' if calibrated else
-                   'run tools/analysis_tools/calibrate_budget.py CONFIG '
-                   'CHECKPOINT --budgets ... first'))
-        self.set_budget(None)
-        self.set_gate_offset(self.budget_calibration[budget])
 
     def gate_tau(self) -> float:
         """The Gumbel temperature now: scheduled in training, final
@@ -400,10 +375,10 @@ class RoutedBackbone(BaseModule, CheckpointRule):
             run.expected = run.expected + (
                 score * (~run.stopped).to(score.dtype)).sum(1) * cost.block_token
             return weight, weight.detach() > 0.5
-        alive = z_stay + self.gate_offset > 0
+        offset = self.average_control or 0.0  # the gate logits' offset
+        alive = z_stay + offset > 0
         run.alive = alive if run.alive is None else run.alive & alive
-        return None, (run.alive & (z_depth + self.gate_offset > 0)
-                      & ~run.stopped)
+        return None, run.alive & (z_depth + offset > 0) & ~run.stopped
 
     def _routed_block(self, block: nn.Module, tokens: Tensor, hw,
                       normed: Tensor, weight: Optional[Tensor], keep: Tensor,

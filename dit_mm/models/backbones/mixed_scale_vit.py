@@ -110,6 +110,14 @@ class MixedScaleViT(TokenPassViT):
         if not self._init_from_checkpoint():
             self.scale_gate.reset_parameters()
 
+    # the average-budget control: an offset on the gate's fine logits (a
+    # larger one leaves more regions fine); the stop heads keep their
+    # threshold
+    control_range = (-30.0, 30.0)
+
+    def _threshold_control(self) -> Optional[float]:
+        return None
+
     @staticmethod
     def is_optional_weight(key: str) -> bool:
         """The stop heads and the scale gate (and its loss's buffers)."""
@@ -193,8 +201,9 @@ class MixedScaleViT(TokenPassViT):
                 logits, self.current_temperature(), self.gumbel_noise)
             coarse = fine_gate.detach() < 0.5
             self._coarse_probs = torch.sigmoid(-logits.float()).view(shape)
-        else:
-            coarse, fine_gate = logits < 0, None
+        else:  # the average-budget control offsets the fine logits
+            coarse = logits + (self.average_control or 0.0) < 0
+            fine_gate = None
         return coarse.view(shape), fine_gate
 
     def current_temperature(self) -> float:

@@ -43,6 +43,7 @@ from ..routing import TokenPassInfo
 from ..schedule import check_schedule, scheduled
 from ..tokens import (TokenSelection, fill_tokens, gather_tokens,
                       select_tokens)
+from .average_budget import AverageBudget
 from .checks import check_budget, check_images, stock_check
 from .vit_archs import VIT_ARCH_KEYS, resolve_vit_arch
 from .vit_weights import (detect_vit_layout, resize_pos_embed,
@@ -105,7 +106,7 @@ class _PassState:
 
 
 @register_model
-class TokenPassViT(VisionTransformer, CheckpointRule):
+class TokenPassViT(VisionTransformer, CheckpointRule, AverageBudget):
     """A ViT (patch 16) with token pass.
 
     Args:
@@ -229,6 +230,7 @@ class TokenPassViT(VisionTransformer, CheckpointRule):
                             patch_size, in_channels, num_classes, cls_tokens)
         self.out_channels = [dims] * len(out_indices)
         self.accept_foreign_layouts()
+        self._init_average_budget()
         self.budget = check_budget(budget)
         self.routing: Optional[TokenPassInfo] = None
         self._aux_outputs: List[Tuple[int, Tensor, Tensor]] = []
@@ -261,10 +263,20 @@ class TokenPassViT(VisionTransformer, CheckpointRule):
         finally:
             self.budget = old
 
+    # the average-budget control: the test-time stop threshold (a higher
+    # one stops fewer tokens); 0 stops all a head sees, above 1 none
+    control_range = (0.0, 1.0 + 1e-6)
+
     def threshold(self) -> float:
-        """The stop threshold now: scheduled in training, final otherwise."""
+        """The stop threshold now: scheduled in training, final otherwise
+        (or the average-budget control, when one is set)."""
+        if not self.training and self._threshold_control() is not None:
+            return self._threshold_control()
         return scheduled(self.stop_threshold, self.threshold_schedule,
                          self.training)
+
+    def _threshold_control(self) -> Optional[float]:
+        return self.average_control
 
     # ----------------------------------------------------------------- forward
     def forward(self, inputs: Tensor) -> Tuple[Tensor, ...]:
