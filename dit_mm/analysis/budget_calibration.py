@@ -17,6 +17,8 @@ from typing import Dict, List, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..models.backbones.average_budget import AverageBudget
+
 
 def calibration_path(checkpoint: str) -> str:
     """Where the calibration of ``checkpoint`` is kept: beside it."""
@@ -47,8 +49,9 @@ def calibrate_average_control(backbone: nn.Module, images: Sequence[Tensor],
     backbone.eval()
     try:
         low, high = backbone.control_range
-        reach = [statistics.fmean(executed_fractions(backbone, images, o))
-                 for o in (low, high)]
+        fractions = executed_fractions(backbone, images, low)
+        reach = (statistics.fmean(fractions), statistics.fmean(
+            executed_fractions(backbone, images, high)))
         if not reach[0] <= budget <= reach[1]:
             raise ValueError(
                 f'an average budget of {budget:g} is out of reach of '
@@ -57,12 +60,11 @@ def calibrate_average_control(backbone: nn.Module, images: Sequence[Tensor],
                 'most)')
         for _ in range(steps):  # the largest control that spends <= budget
             mid = (low + high) / 2
-            if statistics.fmean(executed_fractions(backbone, images,
-                                                   mid)) <= budget:
-                low = mid
+            spent = executed_fractions(backbone, images, mid)
+            if statistics.fmean(spent) <= budget:
+                low, fractions = mid, spent
             else:
                 high = mid
-        fractions = executed_fractions(backbone, images, low)
     finally:
         backbone.set_average_control(before)
         backbone.train(was_training)
@@ -76,6 +78,16 @@ def save_calibration(path: str, checkpoint: str, results: List[Dict]) -> None:
     with open(path, 'w') as f:
         json.dump(dict(checkpoint=osp.basename(checkpoint),
                        budgets=results), f, indent=2)
+
+
+def attach_calibration(backbone: nn.Module, checkpoint: str) -> bool:
+    """Hand the calibration beside ``checkpoint``, if there is one, to a
+    backbone with an average-budget mode; whether one was handed."""
+    calibration = load_calibration(checkpoint)
+    if not calibration or not isinstance(backbone, AverageBudget):
+        return False
+    backbone.budget_calibration = calibration
+    return True
 
 
 def load_calibration(checkpoint: str) -> Dict[float, float]:

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..engine.cli import config_scope
 from ..models.backbones.average_budget import AverageBudget
-from .budget_calibration import load_calibration
+from .budget_calibration import attach_calibration
 
 DATA_SAMPLES = {
     'mmdet': ('mmdet.structures', 'DetDataSample'),
@@ -67,10 +67,7 @@ def build_task_model(cfg: Config, checkpoint: Optional[str] = None,
         else:
             load_checkpoint(model, checkpoint, map_location='cpu',
                             strict=True)
-            calibration = load_calibration(checkpoint)
-            if calibration and isinstance(getattr(model, 'backbone', None),
-                                          AverageBudget):
-                model.backbone.budget_calibration = calibration
+            attach_calibration(getattr(model, 'backbone', None), checkpoint)
     return model.to(device).eval()
 
 
@@ -213,7 +210,8 @@ def budget(model: nn.Module, value) -> Iterator[None]:
         yield
         return
     before = backbone.budget
-    control = getattr(backbone, 'average_control', None)
+    control = backbone.average_control if isinstance(
+        backbone, AverageBudget) else None
     if isinstance(value, AverageRoute):
         backbone.set_average_budget(value.value)
     else:

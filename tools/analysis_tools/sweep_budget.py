@@ -44,7 +44,7 @@ from dit_mm.analysis.model_flops import measure
 from dit_mm.analysis.report import (environment, fmt, markdown_table,
                                     write_json)
 from dit_mm.analysis.static_peer import peer_name, with_static_peer
-from dit_mm.analysis.budget_calibration import load_calibration
+from dit_mm.analysis.budget_calibration import attach_calibration
 from dit_mm.analysis.task_model import (AverageRoute, budget, is_dynamic,
                                         predict_preprocessed, preprocess,
                                         val_batches)
@@ -230,11 +230,9 @@ def main(argv=None):
     batches = val_batches(cfg, args.flops_images)
     budgets = feasible_budgets(model, batches, budgets,
                                skip=args.budgets is None)
-    calibration = load_calibration(args.checkpoint)
-    if calibration:
-        model.backbone.budget_calibration = calibration
-        budgets += [AverageRoute(r) for r in sorted(calibration,
-                                                     reverse=True)]
+    if attach_calibration(model.backbone, args.checkpoint):
+        budgets += [AverageRoute(r) for r in sorted(
+            model.backbone.budget_calibration, reverse=True)]
     if not budgets:
         raise SystemExit('error: no budget of the grid can be met on the val '
                          'images (see the messages above)')

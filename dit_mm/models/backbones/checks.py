@@ -28,6 +28,15 @@ def stock_check(condition: bool, message: str) -> None:
         raise StockArgumentError(message)
 
 
+def check_only_built(builds: str, **arguments) -> None:
+    """Each stock argument ``name=(value, built)`` must be the one setting
+    that is built (``builds``: 'DiT builds PVTv2', say); another raises
+    :class:`StockArgumentError` naming it."""
+    for name, (value, built) in arguments.items():
+        stock_check(value == built, f'{builds} with {name}={built} only, got '
+                    f'{value}')
+
+
 def check_out_indices(out_indices: Union[int, Sequence[int]], stages: int
                       ) -> Tuple[int, ...]:
     """``out_indices`` as the stock classes take it: an index or several,

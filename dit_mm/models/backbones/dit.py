@@ -16,7 +16,7 @@ from ...analysis.pvt_cost import StageCost, pvt_stage_costs
 from ...registry import register_model
 from ..layers import OverlapPatchEmbed, RoutedPVTBlock, RoutingGate
 from ..layers.pvt_blocks import tokens_to_map
-from .checks import check_out_indices, stock_check
+from .checks import check_only_built, check_out_indices, stock_check
 from .dit_archs import arch_of_pvtv2_args
 from .dit_routing import RoutedBackbone
 from .pvt_weights import detect_layout, to_dit_layout
@@ -111,14 +111,12 @@ class DiT(RoutedBackbone):
                     'init_cfg and pretrained cannot be set at the same time')
         stock_check(num_stages == 4, f'DiT builds 4 stages, got num_stages='
                     f'{num_stages}')
-        unsupported = dict(use_abs_pos_embed=(use_abs_pos_embed, False),
-                           norm_after_stage=(norm_after_stage, True),
-                           use_conv_ffn=(use_conv_ffn, True),
-                           act_cfg=(act_cfg, dict(type='GELU')),
-                           norm_cfg=(norm_cfg, dict(type='LN', eps=1e-6)))
-        for name, (value, built) in unsupported.items():
-            stock_check(value == built, f'DiT builds PVTv2 with {name}='
-                        f'{built} only, got {value}')
+        check_only_built('DiT builds PVTv2',
+                         use_abs_pos_embed=(use_abs_pos_embed, False),
+                         norm_after_stage=(norm_after_stage, True),
+                         use_conv_ffn=(use_conv_ffn, True),
+                         act_cfg=(act_cfg, dict(type='GELU')),
+                         norm_cfg=(norm_cfg, dict(type='LN', eps=1e-6)))
         init_cfg = pretrained_to_init_cfg('DiT', pretrained, init_cfg)
         super().__init__(init_cfg=init_cfg, **routing)
         self.arch = arch_of_pvtv2_args(

@@ -1,6 +1,8 @@
 """PVTv2's variants (b0-b5), the routing space DiT is built on."""
 from typing import Dict, List, Union
 
+from .checks import stock_check
+
 ARCH_KEYS = ('embed_dims', 'depths', 'num_heads', 'sr_ratios', 'mlp_ratios',
              'patch_sizes', 'strides')
 
@@ -72,7 +74,6 @@ def arch_of_pvtv2_args(arch: Union[str, dict, None], **args) -> dict:
     network arguments (``embed_dims``: the first stage's width, the others
     ``embed_dims * num_heads[i]``), not both. Raises the ``AssertionError``
     kind mmdet raises (:class:`StockArgumentError`)."""
-    from .checks import stock_check
     changed = sorted(k for k, v in args.items()
                      if _listed(v) != _listed(PVTV2_DEFAULTS[k]))
     if arch is not None:

@@ -79,6 +79,11 @@ def build_budget_loss(budget_loss: Optional[dict]) -> Optional[BudgetLoss]:
     return BudgetLoss(**budget_loss)
 
 
+def _unskippable(costs: List[StageCost]) -> float:
+    """FLOPs no token can skip under a fixed budget (the gates included)."""
+    return sum(c.fixed(gated=True) for c in costs)
+
+
 class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
     """DiT's routing over ``self.stages`` (each with ``blocks`` and ``gates``).
 
@@ -307,14 +312,13 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
         depth-wise convolutions, the gates), as a fraction of the static
         route."""
         costs = self.stage_costs(img_hw)
-        return (sum(c.fixed(gated=True) for c in costs) /
-                sum(c.route for c in costs))
+        return _unskippable(costs) / sum(c.route for c in costs)
 
     def _keep_ratio(self, costs: List[StageCost], route: float) -> float:
         """Fraction of tokens each block keeps so the total meets the budget;
         a budget below what no token can skip is refused with the minimum
         (as the token-pass and mixed-scale ViTs refuse theirs)."""
-        fixed = sum(c.fixed(gated=True) for c in costs)
+        fixed = _unskippable(costs)
         if self.budget * route < fixed * (1 - 1e-9):
             raise ValueError(
                 f'budget {self.budget:g} is below what '

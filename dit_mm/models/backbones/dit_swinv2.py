@@ -23,7 +23,7 @@ from ...analysis.swin_cost import swin_stage_costs
 from ...registry import register_model
 from ..layers import RoutedSwinV2Block, RoutingGate
 from .dit_routing import RoutedBackbone
-from .checks import (UnknownArchError, check_out_indices,
+from .checks import (UnknownArchError, check_only_built, check_out_indices,
                      stock_check)
 from .weights import StateDict, pretrained_to_init_cfg
 
@@ -171,13 +171,11 @@ class DiTSwinV2(RoutedBackbone):
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None,
                  **routing):
-        for name, value, built in (
-                ('use_abs_pos_embed', use_abs_pos_embed, False),
-                ('norm_cfg', norm_cfg, dict(type='LN')),
-                ('stage_cfgs', stage_cfgs, dict()),
-                ('patch_cfg', patch_cfg, dict())):
-            stock_check(value == built, f'DiTSwinV2 builds Swin-v2 with '
-                        f'{name}={built} only, got {value}')
+        check_only_built('DiTSwinV2 builds Swin-v2',
+                         use_abs_pos_embed=(use_abs_pos_embed, False),
+                         norm_cfg=(norm_cfg, dict(type='LN')),
+                         stage_cfgs=(stage_cfgs, dict()),
+                         patch_cfg=(patch_cfg, dict()))
         init_cfg = pretrained_to_init_cfg('DiTSwinV2', pretrained, init_cfg)
         super().__init__(init_cfg=init_cfg, **routing)
         self.arch = resolve_swinv2_arch(arch)

@@ -270,8 +270,9 @@ class TokenPassViT(VisionTransformer, CheckpointRule, AverageBudget):
     def threshold(self) -> float:
         """The stop threshold now: scheduled in training, final otherwise
         (or the average-budget control, when one is set)."""
-        if not self.training and self._threshold_control() is not None:
-            return self._threshold_control()
+        control = None if self.training else self._threshold_control()
+        if control is not None:
+            return control
         return scheduled(self.stop_threshold, self.threshold_schedule,
                          self.training)
 
