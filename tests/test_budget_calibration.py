@@ -126,3 +126,7 @@ def test_the_tool_calibrates_a_trained_model_and_keeps_what_exists(
     with pytest.raises(SystemExit, match='exists; --force replaces it'):
         tool.main(argv)
     assert (tmp_path / 'iter_1.pth.calibration.json').read_bytes() == before
+    # a stale file (another format) is replaced with --force, not read
+    (tmp_path / 'iter_1.pth.calibration.json').write_text('{"budgets": [{}]}')
+    assert tool.main(argv + ['--force']) == 0
+    assert load_calibration(str(checkpoint)) == calibration

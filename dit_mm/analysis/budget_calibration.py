@@ -104,4 +104,4 @@ def load_calibration(checkpoint: str) -> Dict[float, float]:
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f'{path} is not a budget calibration of this '
                          f'project ({error!r}); remove it or run '
-                         'calibrate_budget.py again') from None
+                         'calibrate_budget.py --force') from None

@@ -51,11 +51,12 @@ def model_cfg(cfg: Config) -> Config:
 
 def build_task_model(cfg: Config, checkpoint: Optional[str] = None,
                      device: str = 'cpu',
-                     override: Optional[Callable[[dict], None]] = None
-                     ) -> nn.Module:
-    """The config's model, initialised (or loaded from ``checkpoint``), on
-    ``device``, in eval mode. ``override(model_cfg)`` may edit the model
-    config first (swap its backbone, say)."""
+                     override: Optional[Callable[[dict], None]] = None,
+                     calibration: bool = True) -> nn.Module:
+    """The config's model, initialised (or loaded from ``checkpoint``, with
+    the average-budget calibration beside it unless ``calibration`` is
+    False), on ``device``, in eval mode. ``override(model_cfg)`` may edit
+    the model config first (swap its backbone, say)."""
     from mmengine.registry import MODELS
     mcfg = model_cfg(cfg)
     if override is not None:
@@ -67,7 +68,9 @@ def build_task_model(cfg: Config, checkpoint: Optional[str] = None,
         else:
             load_checkpoint(model, checkpoint, map_location='cpu',
                             strict=True)
-            attach_calibration(getattr(model, 'backbone', None), checkpoint)
+            if calibration:
+                attach_calibration(getattr(model, 'backbone', None),
+                                   checkpoint)
     return model.to(device).eval()
 
 

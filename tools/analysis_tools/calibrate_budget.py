@@ -61,7 +61,8 @@ def main(argv=None):
     cfg.load_from = args.checkpoint
     check_test_checkpoint(cfg)  # mmengine would load a misfit non-strictly
     quiet_mmengine()
-    model = build_task_model(cfg, args.checkpoint)
+    # the file this run writes is not read: with --force it may be stale
+    model = build_task_model(cfg, args.checkpoint, calibration=False)
     if not isinstance(getattr(model, 'backbone', None), AverageBudget):
         raise SystemExit(f'error: the backbone of {args.config} '
                          f'({type(model.backbone).__name__}) takes no budget; '
