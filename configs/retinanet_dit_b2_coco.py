@@ -12,7 +12,11 @@ model = dict(
         arch='b2',
         drop_path_rate=0.1,
         stop_threshold=0.01,
-        budget_loss=dict(target=0.7, weight=2.0, warmup_iters=1000)),
+        budget_loss=dict(target=0.7, weight=2.0, warmup_iters=1000),
+        # every iteration trains the learned route and one drawn fixed
+        # route (README: training for every budget); None: the learned
+        # route alone, the single-target recipe
+        budget_sampling=dict(sandwich=True, full=0.25, low=0.3)),
     neck=dict(type='RoutedFPN', in_channels=[64, 128, 320, 512]))
 
 optim_wrapper = dict(

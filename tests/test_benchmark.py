@@ -144,9 +144,11 @@ def test_dit_peer_is_mmdet_pvtv2_with_the_same_weights():
     peer = static_peer_backbone(dit)
     assert isinstance(peer, PyramidVisionTransformerV2) and not peer.training
     assert peer.out_indices == (1, 2, 3)
-    # only the routing gates (weight and bias, one per block) stay behind
-    assert len(peer.dynamic_only_keys) == 2 * sum(dit.arch['depths'])
-    assert all('.gates.' in key for key in peer.dynamic_only_keys)
+    # only the routing stays behind: the gates (weight and bias, one per
+    # block) and the learned allocation (two buffers)
+    assert len(peer.dynamic_only_keys) == 2 * sum(dit.arch['depths']) + 2
+    assert all('.gates.' in key or key.startswith('learned_keep')
+               for key in peer.dynamic_only_keys)
     x = torch.randn(2, 3, 64, 80)
     assert backbone_difference(dit, peer, x) < 1e-4
     assert dit.budget == 0.5  # restored

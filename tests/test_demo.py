@@ -60,18 +60,26 @@ def check_routing_pictures(out, work_dir):
     return {k: v.tobytes() for k, v in pictures.items()}
 
 
-def check_sweep(out, work_dir):
-    """sweep.png and sweep.json: three budgets, the learned decisions and
-    PVTv2; at budget 1.0 the model is PVTv2 with the same weights, so the two
-    score alike, and the backbone's executed FLOPs fall with the budget (the
-    whole model's need not: the mask head runs per detection)."""
+FIXED = ['budget 1', 'budget 0.75', 'budget 0.6', 'budget 0.5',
+         'budget 0.4', 'budget 0.3']
+AVERAGE = ['average 0.4', 'average 0.5', 'average 0.75']
+
+
+def check_sweep(out, work_dir, swept=True):
+    """sweep.png and sweep.json (and the table printed): six fixed budgets,
+    the learned decisions, three calibrated average budgets and PVTv2; at
+    budget 1.0 the model is PVTv2 with the same weights, so the two score
+    alike, and the backbone's executed FLOPs fall with the budget (the whole
+    model's need not: the mask head runs per detection)."""
     path = work_dir / 'sweep' / 'sweep.png'
     assert f'trade-off is drawn in {path}' in out
     assert cv2.imread(str(path)) is not None
     sweep = json.loads((work_dir / 'sweep' / 'sweep.json').read_text())
+    assert sweep['complete']
     points = {p['label']: p for p in sweep['points']}
-    assert sorted(points) == ['budget 0.5', 'budget 0.75', 'budget 1',
-                              'learned']
+    assert sorted(points) == sorted(FIXED + ['learned'] + AVERAGE)
+    # the table, printed when the sweep ran
+    assert all(f'| {label} |' in out for label in points) == swept
     assert sweep['metric'] == 'coco/bbox_mAP'
     peer = sweep['peer']
     assert 'PyramidVisionTransformerV2' in peer['name']
@@ -79,8 +87,8 @@ def check_sweep(out, work_dir):
     assert abs(full['metric'] - peer['metric']) <= 0.005
     assert full['backbone_gflops'] == pytest.approx(peer['backbone_gflops'],
                                                     rel=0.02)
-    assert half['backbone_gflops'] < points['budget 0.75'][
-        'backbone_gflops'] < full['backbone_gflops']
+    gflops = [points[label]['backbone_gflops'] for label in FIXED]
+    assert gflops == sorted(gflops, reverse=True)
     assert half['backbone_gflops'] == pytest.approx(
         0.5 * full['backbone_gflops'], rel=0.05)
     assert all(p['latency_ms'] > 0 for p in sweep['points'])
@@ -113,7 +121,7 @@ def test_demo_trains_evaluates_draws_sweeps_and_a_second_run_only_evaluates(
     assert metric(evaluation(again), 'coco/bbox_mAP') == bbox
     assert check_routing_pictures(again, tmp_path) == pictures
     assert 'the sweep is done' in again
-    assert check_sweep(again, tmp_path) == plot
+    assert check_sweep(again, tmp_path, swept=False) == plot
 
 
 def test_demo_keeps_a_work_dir_of_another_model(tmp_path):

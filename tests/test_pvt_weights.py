@@ -62,7 +62,7 @@ def _original_layout(dit_state, head_dims):
     """DiT keys mapped back to the original PVTv2 release's names."""
     out = OrderedDict()
     for key, value in dit_state.items():
-        if '.gates.' in key:
+        if DiT.is_optional_weight(key):
             continue
         stage, part, rest = re.match(
             r'stages\.(\d)\.(patch_embed|blocks|norm)\.(.*)', key).groups()
@@ -121,7 +121,7 @@ def test_original_release_layout_loads_like_mmdet(tmp_path):
     converted = to_dit_layout(original)
     assert not any(k.startswith('head') for k in converted)
     assert sorted(converted) == sorted(
-        k for k in model.state_dict() if '.gates.' not in k)
+        k for k in model.state_dict() if not DiT.is_optional_weight(k))
 
 
 def test_mmdet_layout_conversion_keys():
@@ -130,7 +130,7 @@ def test_mmdet_layout_conversion_keys():
     assert detect_layout(state) == 'mmdet'
     converted = to_dit_layout(state)
     own = DiT('b0').state_dict()
-    assert sorted(converted) == sorted(k for k in own if '.gates.' not in k)
+    assert sorted(converted) == sorted(k for k in own if not DiT.is_optional_weight(k))
     for key, value in converted.items():
         assert value.shape == own[key].shape, key
     # q and kv are the two parts of nn.MultiheadAttention's in_proj

@@ -5,7 +5,9 @@
 # draw how its DiT backbone routed one val image
 # ($WORK_DIR/routing/<image stem>_routing.png; at budgets 1.0 and 0.5 in
 # routing/budget_<r>/), and sweep the run-time budget: mAP against executed
-# FLOPs and latency, PVTv2 marked ($WORK_DIR/sweep/sweep.png).
+# FLOPs and latency at fixed budgets from 1.0 to 0.3, the learned decisions
+# and three calibrated average budgets, PVTv2 marked
+# ($WORK_DIR/sweep/sweep.png, the table printed).
 # Run again, it finds the data and the finished run and only re-evaluates
 # and redraws (the sweep only if the checkpoint is newer than its plot).
 # WORK_DIR=dir puts the run elsewhere (default work_dirs/demo); ITERS=N stops
@@ -55,8 +57,14 @@ echo "[demo] the routing of $IMAGE is drawn in" \
 SWEEP=$WORK_DIR/sweep
 if [[ -f $SWEEP/sweep.png && $SWEEP/sweep.png -nt $FINAL ]]; then
   echo "[demo] $SWEEP/sweep.png is newer than $FINAL: the sweep is done"
-else  # mAP, executed FLOPs and latency at each budget and of PVTv2
+else
+  # average budgets: the learned decisions moved to spend r on average over
+  # 16 val images (FINAL.calibration.json, which the sweep reads)
+  "$PY" tools/analysis_tools/calibrate_budget.py "$CONFIG" "$FINAL" \
+    --budgets 0.4 0.5 0.75 --num-images 16 --force
+  # mAP, executed FLOPs and latency at each budget (1.0 0.75 0.6 0.5 0.4 0.3),
+  # of the learned decisions, of each average budget and of PVTv2
   "$PY" tools/analysis_tools/sweep_budget.py "$CONFIG" "$FINAL" \
-    --budgets 1.0 0.75 0.5 none --out-dir "$SWEEP"
+    --out-dir "$SWEEP"
 fi
 echo "[demo] the budget trade-off is drawn in $SWEEP/sweep.png"

@@ -5,8 +5,9 @@
 one step: after the task losses, they add what the backbone and the neck report
 through ``aux_losses(data_samples)`` (DiT: ``loss_budget``, and ``flops_ratio``
 for the log; the token-pass ViT: its stop heads' ``loss_aux_*``; the mixed-scale
-ViT: ``loss_scale``). With the stock model types a dynamic backbone still
-trains, without its own losses. In a data-parallel run they log the losses
+ViT: ``loss_scale``), and with ``budget_sampling=dict(sandwich=True)`` the
+task losses of a second, fixed route (``fixed_*``). With the stock model types
+a dynamic backbone still trains, without its own losses. In a data-parallel run they log the losses
 averaged over the processes, as one process on the global batch would.
 
 ``train_only=['backbone.scale_gate', ...]`` freezes every other parameter when
@@ -38,7 +39,16 @@ class AuxLossMixin:
 
     def loss(self, inputs, data_samples) -> Dict:
         losses = super().loss(inputs, data_samples)
-        return self.add_aux_losses(losses, data_samples)
+        losses = self.add_aux_losses(losses, data_samples)
+        sampler = getattr(getattr(self, 'backbone', None), 'budget_sampler',
+                          None)
+        if sampler is not None and sampler.sandwich:
+            # budget sampling's sandwich: the same batch through a drawn
+            # fixed route too, its task losses added
+            with sampler.second_route():
+                second = super().loss(inputs, data_samples)
+            losses.update({f'fixed_{k}': v for k, v in second.items()})
+        return losses
 
     # An empty batch is refused by name before the data preprocessor, which
     # would fail on it with "list index out of range" or the like.

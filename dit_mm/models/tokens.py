@@ -7,7 +7,7 @@ image together, gets them padded to ``(B, K_max, C)``. Results go back into the
 dense grid; tokens that were not selected keep their value (identity), so every
 map stays dense for FPN / UperNet.
 """
-from typing import NamedTuple
+from typing import NamedTuple, Tuple
 
 import torch
 from torch import Tensor
@@ -98,3 +98,23 @@ def fill_tokens(x: Tensor, source: Tensor) -> Tensor:
     covers."""
     index = source.view(*source.shape, *([1] * (x.dim() - 2)))
     return x.gather(1, index.expand(*source.shape, *x.shape[2:]))
+
+
+def keep_top(score: Tensor, k: int, prefer: float = 0.) -> Tuple[Tensor, Tensor]:
+    """The ``k`` highest-scoring entries of each row of ``score`` ``(B, N)``
+    as a bool mask (``-inf`` entries never), and per row the cut: the value
+    between the kept and the rest that is closest to ``prefer`` (so scores
+    ``> cut`` are the kept ones; a rule "keep what scores above ``prefer``"
+    that keeps ``k`` has ``cut == prefer``)."""
+    batch, num = score.shape
+    k = max(0, min(int(k), num))
+    keep = torch.zeros_like(score, dtype=torch.bool)
+    ranked = score.topk(min(k + 1, num), dim=1).values
+    inf = score.new_full((batch, 1), float('inf'))
+    above = torch.cat([inf, ranked], 1)[:, k]  # k-th highest (inf: none)
+    below = ranked[:, k] if k < num else -inf[:, 0]  # (k+1)-th
+    if k:
+        keep.scatter_(1, score.topk(k, dim=1).indices, True)
+        keep &= score > float('-inf')
+    cut = torch.minimum(torch.clamp(below, min=prefer), above)
+    return keep, cut

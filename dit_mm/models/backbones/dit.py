@@ -151,6 +151,7 @@ class DiT(RoutedBackbone):
             channels, start = dims, start + depth
         self.out_channels = [self.arch['embed_dims'][i]
                              for i in self.out_indices]
+        self._register_learned_keep()
         self._freeze_stages()
 
     # ------------------------------------------------------------ the family

@@ -17,10 +17,15 @@ deterministic and only the selected tokens are computed. A token whose update
 has become smaller than ``stop_threshold`` (relative) stops for the rest of its
 scale (early stopping).
 
-``set_budget(1.0)`` runs the static network exactly. ``set_budget(r)`` keeps,
-at every block, the tokens the gates score highest, as many as bring the FLOPs
-to fraction ``r`` of the static network. ``set_budget(None)`` returns to the
-learned decisions.
+``set_budget(1.0)`` runs the static network exactly. ``set_budget(r)`` moves
+the learned decisions until the FLOPs are fraction ``r`` of the static
+network: each block keeps the share of tokens its learned decisions keep on
+average (``learned_keep``, followed during training), all shares moved by one
+offset (``budget_allocation.py``), and picks the tokens whose decisions are
+the most certain (the smaller of the depth gate's logit and every stay logit
+so far); a token that went down stays down. At the learned decisions' own
+share every block keeps exactly what they keep. ``set_budget(None)`` returns
+to the learned decisions.
 
 :class:`RoutedBackbone` holds all of that: the gates' decisions, the budget,
 the budget loss, the schedules and the statistics. A family (PVTv2 in
@@ -39,12 +44,14 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...analysis.pvt_cost import StageCost
+from ..budget_allocation import allocate_keep
+from ..budget_sampling import build_budget_sampler
 from ..data_parallel import global_batch
 from ..layers import RoutingGate, straight_through_bernoulli
 from ..losses import BudgetLoss
 from ..routing import RoutedFeatures, RoutingInfo
 from ..schedule import check_schedule, scheduled
-from ..tokens import select_tokens
+from ..tokens import keep_top, select_tokens
 from .average_budget import AverageBudget
 from .checks import check_budget, check_images
 from .weights import CheckpointRule, read_init_checkpoint
@@ -60,6 +67,12 @@ class _StageRun:
         self.alive: Optional[Tensor] = None      # ST product of stay gates
         self.p_alive: Optional[Tensor] = None    # its probability
         self.stopped = tokens.new_zeros(batch, num, dtype=torch.bool)
+        # fixed budgets: the smallest stay logit so far, and who went down
+        self.stay: Optional[Tensor] = None
+        self.down = tokens.new_zeros(batch, num, dtype=torch.bool)
+        # training: the test-time decisions, and per block what they keep
+        self.learned_alive: Optional[Tensor] = None
+        self.learned_keep: List[Tensor] = []
         # float32 whatever the tokens' dtype (fp16 / bf16 autocast): a sum of
         # FLOPs overflows fp16 and loses its small terms in bf16
         self.count = tokens.new_zeros(batch, num, dtype=torch.float32)
@@ -105,6 +118,11 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
             gives the deterministic straight-through estimator (the hard
             decision of the logits), for runs that must not depend on how a
             batch is split across processes.
+        budget_sampling: ``dict(learned=, full=, low=, sandwich=)`` of
+            :class:`~dit_mm.models.budget_sampling.BudgetSampler`: each
+            training iteration runs the learned decisions, the static route
+            or a fixed budget from ``[low, 1)`` (training for every budget);
+            None: the learned decisions in every iteration.
         stop_threshold: early stopping: a computed token whose relative update
             ``|dx| / |x|`` falls below this stops for the rest of its scale
             (0 turns it off). Applies to learned decisions.
@@ -124,6 +142,7 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
                  gumbel_tau: float = 1.0,
                  gumbel_tau_schedule: Optional[dict] = None,
                  gumbel_noise: bool = True,
+                 budget_sampling: Optional[dict] = None,
                  stop_threshold: float = 0.,
                  sparse_inference: bool = True,
                  frozen_stages: int = -1,
@@ -145,6 +164,7 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.budget_loss = build_budget_loss(budget_loss)
+        self.budget_sampler = build_budget_sampler(budget_sampling)
         self.budget: Optional[float] = None
         self.set_budget(budget)
         self._init_average_budget()
@@ -174,14 +194,40 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
 
     @staticmethod
     def is_optional_weight(key: str) -> bool:
-        """The routing gates: a checkpoint of the stock network has none."""
-        return '.gates.' in key
+        """The routing gates and the learned allocation: a checkpoint of the
+        stock network has none."""
+        return '.gates.' in key or key.rsplit('.', 1)[-1] in (
+            'learned_keep', 'learned_keep_steps')
 
     # the average-budget control: an offset on both gate logits (a token
     # that went down still stays down); +-30 saturates the sigmoid
     control_range = (-30.0, 30.0)
 
     # ------------------------------------------------------------------- init
+    def _register_learned_keep(self) -> None:
+        """Buffers of the learned allocation: per block, the fraction of
+        tokens the test-time decisions keep, averaged over the training
+        forwards on the learned route (``learned_keep_steps`` of them; 0:
+        none yet, a fixed budget then keeps the same share at every block).
+        The family calls it once its stages are built."""
+        blocks = sum(len(stage.blocks) for stage in self.stages)
+        self.register_buffer('learned_keep', torch.zeros(blocks))
+        self.register_buffer('learned_keep_steps',
+                             torch.zeros((), dtype=torch.long))
+        self._allocations: dict = {}
+
+    def _learn_keep(self, fractions: List[Tensor]) -> None:
+        """Fold one forward's per-block keep fractions (``(B,)`` each) into
+        ``learned_keep``: their mean over the global batch (every process of
+        a data-parallel run holds the same), averaged over the first 100
+        forwards, then with momentum 0.99 (no host synchronisation)."""
+        with torch.no_grad():
+            self.learned_keep_steps += 1
+            rate = (1.0 / self.learned_keep_steps.float()).clamp(min=0.01)
+            now = global_batch(torch.stack(fractions, 1)).mean(0)
+            self.learned_keep.add_(rate * (now.to(self.learned_keep) -
+                                           self.learned_keep))
+
     def _init_entries(self) -> List[dict]:
         """``init_cfg`` as a list of init configs (a dict, a list of dicts,
         or None: empty). An entry with a ``checkpoint`` and no ``type`` is
@@ -218,6 +264,8 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
             for module in self.modules():  # after any Linear init
                 if isinstance(module, RoutingGate):
                     module.reset_parameters()
+            self.learned_keep.zero_()
+            self.learned_keep_steps.zero_()
             for state, source in pretrained:
                 MMLogger.get_current_instance().info(
                     self.load_weights(state, source))
@@ -233,11 +281,12 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
     def set_budget(self, budget: Optional[float]) -> None:
         """Fix the compute budget at run time (no retraining).
 
-        ``1.0``: the static network, exactly. ``r`` in (0, 1): at every block
-        keep the highest-scoring tokens, as many as make the FLOPs fraction
-        ``r`` of the static network (at least the part no token can skip:
-        down-sampling, and what a block computes for the whole map).
-        ``None``: the learned decisions.
+        ``1.0``: the static network, exactly. ``r`` in (0, 1): the learned
+        decisions moved until the FLOPs are fraction ``r`` of the static
+        network (see the module's docstring); a budget below the part no
+        token can skip (down-sampling, what a block computes for the whole
+        map, the gates) is refused with that minimum. ``None``: the learned
+        decisions.
         """
         self.budget = check_budget(budget)
 
@@ -271,13 +320,15 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
         batch = x.shape[0]
         costs = self.stage_costs(x.shape[-2:])
         route = sum(c.route for c in costs)
-        mode = self._mode()
-        keep_ratio = self._keep_ratio(costs, route) if mode == 'fixed' else 1.0
+        budget = self._forward_budget(costs, route)
+        mode = self._mode(budget)
+        counts = self._keep_counts(costs, route, budget, x.shape[-2:]) \
+            if mode == 'fixed' else [None] * len(costs)
         learning = mode == 'learned' and self.training
         flops = x.new_zeros(batch, dtype=torch.float64)
         expected = x.new_zeros(batch, dtype=torch.float32) if learning \
             else None
-        outs, masks, density = [], [], []
+        outs, masks, density, learned_keep = [], [], [], []
         carry = x
         for i, (stage, cost) in enumerate(zip(self.stages, costs)):
             tokens, hw = self._enter_stage(i, carry)
@@ -286,7 +337,8 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
             if expected is not None:
                 expected = expected + fixed / route
             tokens, run = self._run_stage(stage, tokens, hw, cost, mode,
-                                          keep_ratio)
+                                          counts[i])
+            learned_keep += run.learned_keep
             flops += run.count.sum(1).double() * cost.block_token
             if expected is not None:
                 expected = expected + run.expected / route
@@ -298,13 +350,24 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
                 # NCHW-contiguous: mmcv's compiled ops (RoIAlign) read the raw
                 # memory as NCHW and silently misread a channels-last map
                 outs.append(out.contiguous())
+        if learning:
+            self._learn_keep(learned_keep)
         self.routing = RoutingInfo(masks, density, flops, route, expected)
         return RoutedFeatures(outs, self.routing)
 
-    def _mode(self) -> str:
-        if self.budget is None:
+    def _forward_budget(self, costs: List[StageCost],
+                        route: float) -> Optional[float]:
+        """The budget of this forward: ``self.budget``, or in training with
+        ``budget_sampling`` the iteration's draw."""
+        if not (self.training and self.budget_sampler is not None):
+            return self.budget
+        return self.budget_sampler.draw(minimum=_unskippable(costs) / route)
+
+    @staticmethod
+    def _mode(budget: Optional[float]) -> str:
+        if budget is None:
             return 'learned'
-        return 'route' if self.budget >= 1.0 else 'fixed'
+        return 'route' if budget >= 1.0 else 'fixed'
 
     def minimum_budget(self, img_hw: Sequence[int]) -> float:
         """The smallest budget met at an input of ``img_hw``: the part no
@@ -314,34 +377,52 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
         costs = self.stage_costs(img_hw)
         return _unskippable(costs) / sum(c.route for c in costs)
 
-    def _keep_ratio(self, costs: List[StageCost], route: float) -> float:
-        """Fraction of tokens each block keeps so the total meets the budget;
-        a budget below what no token can skip is refused with the minimum
-        (as the token-pass and mixed-scale ViTs refuse theirs)."""
+    def _keep_counts(self, costs: List[StageCost], route: float,
+                     budget: float, img_hw) -> List[List[int]]:
+        """Per stage, the tokens each block keeps under ``budget``: the
+        learned allocation moved to meet it (``allocate_keep``), cached per
+        budget, input size and state of ``learned_keep`` (its memory and
+        in-place version: loading, training or moving it misses). A budget
+        below what no token can skip is refused with the minimum (as the
+        token-pass and mixed-scale ViTs refuse theirs)."""
         fixed = _unskippable(costs)
-        if self.budget * route < fixed * (1 - 1e-9):
+        if budget * route < fixed * (1 - 1e-9):
             raise ValueError(
-                f'budget {self.budget:g} is below what '
+                f'budget {budget:g} is below what '
                 f'{type(self).__name__} must spend at this input size '
                 f'({fixed / route:.3f} of the static route: the patch '
                 'embeddings, keys and values, depth-wise convolutions and '
                 'gates no token skips)')
-        savable = sum(c.savable for c in costs)
-        return min(1.0, max(0.0, (self.budget * route - fixed) / savable))
+        profile = self.learned_keep
+        key = (budget, tuple(img_hw), profile.data_ptr(), profile._version)
+        if key not in self._allocations:
+            if len(self._allocations) > 64:  # training draws many budgets
+                self._allocations.clear()
+            blocks = [c for c in costs for _ in range(c.depth)]
+            learned = profile.tolist() if self.learned_keep_steps.item() \
+                else None
+            shares = allocate_keep(
+                [c.num_tokens * c.block_token for c in blocks],
+                budget * route - fixed, learned)
+            counts = iter(round(f * c.num_tokens)
+                          for f, c in zip(shares, blocks))
+            self._allocations[key] = [[next(counts) for _ in range(c.depth)]
+                                      for c in costs]
+        return self._allocations[key]
 
     def _run_stage(self, stage: nn.Module, tokens: Tensor, hw,
-                   cost: StageCost, mode: str, keep_ratio: float):
+                   cost: StageCost, mode: str, counts: Optional[List[int]]):
         run = _StageRun(tokens)
-        for block, gate in zip(stage.blocks, stage.gates):
+        for j, (block, gate) in enumerate(zip(stage.blocks, stage.gates)):
             if mode == 'route':
                 tokens = self._route_block(block, tokens, hw)
                 keep = torch.ones_like(run.stopped)
             else:
                 normed = block.gate_input(tokens)
                 weight, keep = self._decide(gate(normed), run, cost, mode,
-                                            keep_ratio)
+                                            counts and counts[j])
                 tokens = self._routed_block(block, tokens, hw, normed, weight,
-                                            keep, run)
+                                            keep, run, mode)
             run.masks.append(keep.detach())
             run.count = run.count + keep.detach().to(run.count.dtype)
         return tokens, run
@@ -353,23 +434,22 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
         return block(tokens, hw)
 
     def _decide(self, logits: Tensor, run: _StageRun, cost: StageCost,
-                mode: str, keep_ratio: float):
+                mode: str, count: Optional[int]):
         """The per-token weight of the block (float with gradient in training,
-        else None) and the boolean keep mask ``(B, N)``."""
+        else None) and the boolean keep mask ``(B, N)``; under a fixed budget
+        the block keeps ``count`` tokens."""
         p_stay, p_depth = torch.sigmoid(logits.float()).unbind(-1)  # AMP-safe
         run.p_alive = p_stay if run.p_alive is None else run.p_alive * p_stay
         score = run.p_alive * p_depth
+        z_stay, z_depth = logits.unbind(-1)
         if mode == 'fixed':
-            num = round(keep_ratio * score.shape[1])
-            keep = torch.zeros_like(run.stopped)
-            if num:
-                keep.scatter_(1, score.topk(num, dim=1).indices, True)
+            keep = self._fixed_keep(z_stay.float(), z_depth.float(), run, count)
             weight = None
             if self.training:
                 weight = keep.to(score.dtype) + (score - score.detach())
             return weight, keep
-        z_stay, z_depth = logits.unbind(-1)
         if self.training:
+            self._follow_test_rule(z_stay, z_depth, run)
             tau = self.gate_tau()
             stay = straight_through_bernoulli(z_stay, tau, self.gumbel_noise)
             run.alive = stay if run.alive is None else run.alive * stay
@@ -384,10 +464,39 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
         run.alive = alive if run.alive is None else run.alive & alive
         return None, run.alive & (z_depth + offset > 0) & ~run.stopped
 
+    @staticmethod
+    def _fixed_keep(z_stay: Tensor, z_depth: Tensor, run: _StageRun,
+                    count: int) -> Tensor:
+        """The ``count`` tokens whose learned decision to go through the
+        block is the most certain: the smaller of the depth logit and every
+        stay logit of the scale so far, tokens that went down excluded. The
+        cut between kept and not is taken nearest 0, the learned rule's, and
+        a token not kept whose stay logits fell below it goes down: when
+        ``count`` is what the learned decisions keep, this is them."""
+        run.stay = z_stay if run.stay is None else torch.minimum(run.stay,
+                                                                 z_stay)
+        margin = torch.minimum(run.stay, z_depth).masked_fill(
+            run.down, float('-inf'))
+        keep, cut = keep_top(margin, count)
+        run.down |= ~keep & (run.stay <= cut.unsqueeze(1))
+        return keep
+
+    @staticmethod
+    def _follow_test_rule(z_stay: Tensor, z_depth: Tensor,
+                          run: _StageRun) -> None:
+        """In training, what the test-time decisions would keep at this
+        block, for ``learned_keep``."""
+        with torch.no_grad():
+            alive = z_stay > 0
+            run.learned_alive = alive if run.learned_alive is None else \
+                run.learned_alive & alive
+            kept = run.learned_alive & (z_depth > 0) & ~run.stopped
+            run.learned_keep.append(kept.float().mean(1))
+
     def _routed_block(self, block: nn.Module, tokens: Tensor, hw,
                       normed: Tensor, weight: Optional[Tensor], keep: Tensor,
-                      run: _StageRun) -> Tensor:
-        early_stop = self.stop_threshold > 0 and self.budget is None
+                      run: _StageRun, mode: str) -> Tensor:
+        early_stop = self.stop_threshold > 0 and mode == 'learned'
         if weight is None and self.sparse_inference:
             # the sparse form may update ``tokens`` in place (no_grad)
             before = tokens.clone() if early_stop else tokens

@@ -225,6 +225,7 @@ class DiTSwinV2(RoutedBackbone):
                 self.add_module(f'norm{i}',
                                 build_norm_layer(dict(type='LN'), dims)[1])
                 self.out_channels.append(dims)
+        self._register_learned_keep()
         self._freeze_stages()
 
     def set_window_mode(self, mode: str) -> None:
@@ -277,9 +278,11 @@ class DiTSwinV2(RoutedBackbone):
 
     @staticmethod
     def is_optional_weight(key: str) -> bool:
-        """The gates, and the relative-position buffers: recomputed for this
-        window size, as mmpretrain does, not loaded."""
-        return '.gates.' in key or key.endswith(RECOMPUTED)
+        """The routing's (gates, learned allocation), and the
+        relative-position buffers: recomputed for this window size, as
+        mmpretrain does, not loaded."""
+        return RoutedBackbone.is_optional_weight(key) or \
+            key.endswith(RECOMPUTED)
 
     def to_own_layout(self, state: StateDict) -> StateDict:
         return {k: v for k, v in state.items() if not k.endswith(RECOMPUTED)}

@@ -22,7 +22,7 @@ It is a :class:`TokenPassViT` without stop heads by default (a plain ViT);
 given ``head_layers``, the two savings compose: stop heads run on the mixed
 tokens.
 """
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,7 @@ from torch import Tensor
 from ...analysis.mixed_scale_cost import budget_coarse_count
 from ...analysis.vit_cost import budget_keep_counts
 from ...registry import register_model
+from ..budget_sampling import FULL
 from ..layers import straight_through_bernoulli
 from ..layers.mixed_scale_tokens import (RegionLayout, coarse_pixels,
                                          on_fine_grid, patch_pixels,
@@ -196,6 +197,9 @@ class MixedScaleViT(TokenPassViT):
             lowest = logits.detach().topk(count, dim=1, largest=False).indices
             coarse.scatter_(1, lowest, True)
             fine_gate = None
+            if self.training:  # budget sampling: the gate learns to rank
+                fine = torch.sigmoid(logits.float())
+                fine_gate = (~coarse).to(fine) + (fine - fine.detach())
         elif self.training:
             fine_gate = straight_through_bernoulli(
                 logits, self.current_temperature(), self.gumbel_noise)
@@ -212,9 +216,27 @@ class MixedScaleViT(TokenPassViT):
         return scheduled(self.gate_temperature,
                          self.gate_temperature_schedule, self.training)
 
+    def _meets(self, budget: float, hw: Tuple[int, int]) -> bool:
+        """Whether ``budget`` can be met on an ``hw`` fine grid: the gate's
+        share by coarse regions, the heads' (if any) by stopping."""
+        layout = region_layout(hw, 'cpu')
+        if not layout.num_regions:
+            return budget >= 1.0
+        with self.budget_scope(budget):
+            try:
+                coarse = self._budget_coarse(layout)
+                self._head_counts(hw[0] * hw[1] - 3 * coarse, hw,
+                                  layout.num_regions *
+                                  self.scale_gate.flops_per_region)
+            except ValueError:
+                return False
+        return True
+
     def _budget_coarse(self, layout: RegionLayout) -> int:
         """Coarse regions per image that meet the budget (with stop heads,
         the gate's share of it; :meth:`_plan` gives the heads the rest)."""
+        if self.training and self.budget >= FULL:
+            return 0  # budget sampling's static route: all fine, gate run
         share = self.budget_scale_share if self.head_layers else 1.0
         return budget_coarse_count(self.cost,
                                    layout.fine_hw[0] * layout.fine_hw[1],
@@ -248,13 +270,21 @@ class MixedScaleViT(TokenPassViT):
         if not self.head_layers or self.budget is None or self.budget >= 1.0:
             return super()._plan(state)
         tokens = int(state.patches_in[0])  # equal for all images here
-        full = self.cost.full(state.hw[0] * state.hw[1])
-        head_budget = ((self.budget * full - state.gate_flops) /
+        return None, self._head_counts(tokens, state.hw, state.gate_flops)
+
+    def _head_counts(self, tokens: int, hw: Tuple[int, int],
+                     gate_flops: float) -> Optional[List[int]]:
+        """The stop heads' keep counts under ``self.budget`` for ``tokens``
+        mixed tokens on an ``hw`` grid (None: no stopping needed)."""
+        if not self.head_layers:
+            return None
+        full = self.cost.full(hw[0] * hw[1])
+        head_budget = ((self.budget * full - gate_flops) /
                        self.cost.full(tokens))
         if head_budget >= 1.0:
-            return None, None
-        return None, budget_keep_counts(self.cost, tokens, self.head_layers,
-                                        head_budget)
+            return None
+        return budget_keep_counts(self.cost, tokens, self.head_layers,
+                                  head_budget)
 
     # ------------------------------------------------------------ statistics
     def _info(self, state: _PassState,

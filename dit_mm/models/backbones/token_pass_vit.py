@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from ...analysis.vit_cost import ViTCost, budget_keep_counts
 from ...registry import register_model
+from ..budget_sampling import build_budget_sampler
 from ..data_parallel import mean_over_ranks
 from ..layers import StopHead, run_packed_layer
 from ..routing import TokenPassInfo
@@ -129,6 +130,11 @@ class TokenPassViT(VisionTransformer, CheckpointRule, AverageBudget):
             config); one ``loss_aux_l{layer}`` per head. The labels of tokens
             stopped before a head are ignored by it.
         budget: see :meth:`set_budget`.
+        budget_sampling: ``dict(learned=, full=, low=, sandwich=)`` of
+            :class:`~dit_mm.models.budget_sampling.BudgetSampler`: each
+            training iteration stops by the threshold, runs (nearly) every
+            token or a fixed budget from ``[low, 1)`` (training for every
+            budget); None: the threshold in every iteration.
         reconstruction: config of the registered token reconstruction module.
         norm_cfg, patch_bias: mmseg's defaults (LayerNorm eps 1e-5, no
             patch-embedding bias), so a stock config and its checkpoints fit
@@ -159,6 +165,7 @@ class TokenPassViT(VisionTransformer, CheckpointRule, AverageBudget):
                      avg_non_ignore=True),
                  ignore_index: int = 255,
                  budget: Optional[float] = None,
+                 budget_sampling: Optional[dict] = None,
                  reconstruction: dict = dict(type='TokenReconstruction'),
                  norm_cfg: dict = dict(type='LN'),
                  patch_bias: bool = False,
@@ -232,6 +239,7 @@ class TokenPassViT(VisionTransformer, CheckpointRule, AverageBudget):
         self.accept_foreign_layouts()
         self._init_average_budget()
         self.budget = check_budget(budget)
+        self.budget_sampler = build_budget_sampler(budget_sampling)
         self.routing: Optional[TokenPassInfo] = None
         self._aux_outputs: List[Tuple[int, Tensor, Tensor]] = []
 
@@ -279,9 +287,48 @@ class TokenPassViT(VisionTransformer, CheckpointRule, AverageBudget):
     def _threshold_control(self) -> Optional[float]:
         return self.average_control
 
+    def minimum_budget(self, img_hw: Sequence[int]) -> float:
+        """The smallest budget met at an input of ``img_hw`` (to 1e-6):
+        what the layers before the first head (and the scale gate) cost
+        whatever is stopped, as a fraction of the plain ViT."""
+        hw = self._grid(img_hw)
+        low, high = 0., 1.
+        while high - low > 1e-6:
+            mid = (low + high) / 2
+            low, high = (low, mid) if self._meets(mid, hw) else (mid, high)
+        return high
+
+    def _grid(self, img_hw: Sequence[int]) -> Tuple[int, int]:
+        """The patch grid of an ``img_hw`` input (padded up, as mmseg's
+        patch embedding pads, unless it has no padding)."""
+        p = self.patch_size
+        if self.patch_embed.adap_padding is None:
+            return img_hw[0] // p, img_hw[1] // p
+        return -(-img_hw[0] // p), -(-img_hw[1] // p)
+
+    def _meets(self, budget: float, hw: Tuple[int, int]) -> bool:
+        """Whether ``budget`` can be met on an ``hw`` patch grid."""
+        if not self.head_layers:
+            return budget >= 1.0
+        try:
+            budget_keep_counts(self.cost, hw[0] * hw[1], self.head_layers,
+                               budget)
+        except ValueError:
+            return False
+        return True
+
     # ----------------------------------------------------------------- forward
     def forward(self, inputs: Tensor) -> Tuple[Tensor, ...]:
         check_images(inputs, type(self).__name__, self.in_channels)
+        if self.training and self.budget_sampler is not None:
+            drawn = self.budget_sampler.draw(
+                minimum=self.minimum_budget(inputs.shape[-2:]))
+            with self.budget_scope(drawn):
+                return self._pass(inputs)
+        return self._pass(inputs)
+
+    def _pass(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+        """The forward under ``self.budget``."""
         state = self._start(inputs)
         threshold, counts = self._plan(state)
         stopping = threshold is not None or counts is not None

@@ -1,0 +1,98 @@
+"""Training for every budget: which route a training iteration runs.
+
+A model trained only on its learned route is off that path at any other
+budget (issue 18: ``set_budget(1.0)`` scored least). With ``budget_sampling``
+each training iteration runs one route drawn from (the iteration, nothing
+else): the learned decisions (with their budget loss), the static route
+(budget 1.0), or a fixed budget drawn uniformly from ``[low, 1)``, the
+backbone's minimum at the input size raised to. So the
+necks and heads learn every route the run-time knob can ask for, and the
+gates learn to rank tokens for the fixed budgets.
+
+With ``sandwich=True`` every iteration trains the learned decisions *and*
+one drawn fixed route (the static one or a budget from ``[low, 1)``) on the
+same batch, their task losses added (the second route's prefixed
+``fixed_``): the learned route gets every update, as in the single-target
+recipe, at the cost of a second forward and backward.
+
+The draw depends on the iteration alone: every process of a data-parallel run
+runs the same route (the budget loss gathers across them), and a resumed run
+draws what the uninterrupted one drew.
+"""
+import random
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+from .schedule import current_iter
+
+LEARNED = None  # the draw that means "the learned decisions"
+# the draw of the static route: a fixed budget just under 1, which keeps every
+# token (every decision too) and runs the gates and heads, so that they are in
+# the graph of every iteration, as data-parallel training needs
+FULL = 1 - 1e-6
+
+
+class BudgetSampler:
+    """Draws the route of a training iteration.
+
+    Args:
+        learned: probability of the learned decisions.
+        full: probability of the static route (``FULL``).
+        low: the smallest fixed budget drawn (the rest of the probability
+            draws a budget uniformly from ``[low, 1)``; the backbone raises
+            it to what it must spend at the input size).
+        sandwich: the learned decisions in every iteration, and a second
+            route (``learned`` is not read) in :meth:`second_route`.
+    """
+
+    def __init__(self, learned: float = 0.5, full: float = 0.25,
+                 low: float = 0.3, sandwich: bool = False):
+        if not (0 <= learned <= 1 and 0 <= full <= 1
+                and learned + full <= 1):
+            raise ValueError('budget_sampling takes probabilities learned and '
+                             f'full that sum to at most 1, got learned='
+                             f'{learned}, full={full}')
+        if not 0 < low < 1:
+            raise ValueError(f'budget_sampling low must be in (0, 1), got '
+                             f'{low}')
+        self.learned, self.full, self.low = learned, full, low
+        self.sandwich = bool(sandwich)
+        self._second = False
+
+    @contextmanager
+    def second_route(self) -> Iterator[None]:
+        """The second forward of a sandwich iteration draws a fixed route."""
+        self._second = True
+        try:
+            yield
+        finally:
+            self._second = False
+
+    def draw(self, iteration: Optional[int] = None,
+             minimum: float = 0.) -> Optional[float]:
+        """The budget of ``iteration`` (the runner's now when None):
+        ``LEARNED``, ``FULL``, or a fixed budget in ``[minimum, FULL]``."""
+        if self.sandwich and not self._second:
+            return LEARNED
+        step = current_iter() if iteration is None else iteration
+        rng = random.Random(0x5eed_b0d6 ^ step)
+        u = rng.random()
+        learned = 0. if self.sandwich else self.learned
+        if u < learned:
+            return LEARNED
+        if u < learned + self.full:
+            return FULL
+        low = max(self.low, minimum)
+        return min(FULL, low + (1 - low) * rng.random())
+
+
+def build_budget_sampler(cfg: Optional[dict]) -> Optional[BudgetSampler]:
+    """:class:`BudgetSampler` from ``budget_sampling`` (None: the learned
+    route in every iteration, the single-target recipe)."""
+    if cfg is None:
+        return None
+    unknown = set(cfg) - {'learned', 'full', 'low', 'sandwich'}
+    if unknown:
+        raise KeyError(f'budget_sampling takes learned, full, low and '
+                       f'sandwich, got {sorted(unknown)}')
+    return BudgetSampler(**cfg)
