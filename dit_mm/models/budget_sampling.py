@@ -2,12 +2,13 @@
 
 A model trained only on its learned route is off that path at any other
 budget (issue 18: ``set_budget(1.0)`` scored least). With ``budget_sampling``
-each training iteration runs one route drawn from (the iteration, nothing
-else): the learned decisions (with their budget loss), the static route
-(budget 1.0), or a fixed budget drawn uniformly from ``[low, 1)``, the
-backbone's minimum at the input size raised to. So the
-necks and heads learn every route the run-time knob can ask for, and the
-gates learn to rank tokens for the fixed budgets.
+each training iteration runs one route drawn from the iteration alone: the
+learned decisions (with their budget loss), the static route (budget 1.0), or
+a fixed budget drawn uniformly from ``[low, 1)`` (``low`` raised to the
+backbone's minimum at the input size). So the necks and heads learn every
+route the run-time knob can ask for, and the gates learn to rank tokens for
+the fixed budgets. The README's "Training for every budget" measures both
+recipes; the DiT configs use the sandwich.
 
 With ``sandwich=True`` every iteration trains the learned decisions *and*
 one drawn fixed route (the static one or a budget from ``[low, 1)``) on the
