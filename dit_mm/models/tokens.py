@@ -109,12 +109,12 @@ def keep_top(score: Tensor, k: int, prefer: float = 0.) -> Tuple[Tensor, Tensor]
     batch, num = score.shape
     k = max(0, min(int(k), num))
     keep = torch.zeros_like(score, dtype=torch.bool)
-    ranked = score.topk(min(k + 1, num), dim=1).values
+    ranked, order = score.topk(min(k + 1, num), dim=1)  # highest first
     inf = score.new_full((batch, 1), float('inf'))
     above = torch.cat([inf, ranked], 1)[:, k]  # k-th highest (inf: none)
     below = ranked[:, k] if k < num else -inf[:, 0]  # (k+1)-th
     if k:
-        keep.scatter_(1, score.topk(k, dim=1).indices, True)
+        keep.scatter_(1, order[:, :k], True)
         keep &= score > float('-inf')
     cut = torch.minimum(torch.clamp(below, min=prefer), above)
     return keep, cut

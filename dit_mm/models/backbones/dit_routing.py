@@ -438,31 +438,46 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
         """The per-token weight of the block (float with gradient in training,
         else None) and the boolean keep mask ``(B, N)``; under a fixed budget
         the block keeps ``count`` tokens."""
+        z_stay, z_depth = logits.unbind(-1)
+        if not self.training:  # the decisions alone, no probabilities
+            if mode == 'fixed':
+                return None, self._fixed_keep(z_stay.float(), z_depth.float(),
+                                              run, count)
+            run.alive, keep = self._test_time_keep(
+                z_stay, z_depth, run.alive, run.stopped,
+                self.average_control or 0.0)
+            return None, keep
         p_stay, p_depth = torch.sigmoid(logits.float()).unbind(-1)  # AMP-safe
         run.p_alive = p_stay if run.p_alive is None else run.p_alive * p_stay
         score = run.p_alive * p_depth
-        z_stay, z_depth = logits.unbind(-1)
         if mode == 'fixed':
             keep = self._fixed_keep(z_stay.float(), z_depth.float(), run, count)
-            weight = None
-            if self.training:
-                weight = keep.to(score.dtype) + (score - score.detach())
-            return weight, keep
-        if self.training:
-            self._follow_test_rule(z_stay, z_depth, run)
-            tau = self.gate_tau()
-            stay = straight_through_bernoulli(z_stay, tau, self.gumbel_noise)
-            run.alive = stay if run.alive is None else run.alive * stay
-            weight = run.alive * straight_through_bernoulli(
-                z_depth, tau, self.gumbel_noise)
-            weight = weight * (~run.stopped).to(weight.dtype)
-            run.expected = run.expected + (
-                score * (~run.stopped).to(score.dtype)).sum(1) * cost.block_token
-            return weight, weight.detach() > 0.5
-        offset = self.average_control or 0.0  # the gate logits' offset
-        alive = z_stay + offset > 0
-        run.alive = alive if run.alive is None else run.alive & alive
-        return None, run.alive & (z_depth + offset > 0) & ~run.stopped
+            return keep.to(score.dtype) + (score - score.detach()), keep
+        with torch.no_grad():  # what the test-time decisions keep here
+            run.learned_alive, kept = self._test_time_keep(
+                z_stay, z_depth, run.learned_alive, run.stopped)
+            run.learned_keep.append(kept.float().mean(1))
+        tau = self.gate_tau()
+        stay = straight_through_bernoulli(z_stay, tau, self.gumbel_noise)
+        run.alive = stay if run.alive is None else run.alive * stay
+        weight = run.alive * straight_through_bernoulli(
+            z_depth, tau, self.gumbel_noise)
+        weight = weight * (~run.stopped).to(weight.dtype)
+        run.expected = run.expected + (
+            score * (~run.stopped).to(score.dtype)).sum(1) * cost.block_token
+        return weight, weight.detach() > 0.5
+
+    @staticmethod
+    def _test_time_keep(z_stay: Tensor, z_depth: Tensor,
+                        alive: Optional[Tensor], stopped: Tensor,
+                        offset: float = 0.0) -> Tuple[Tensor, Tensor]:
+        """The learned decisions at test time, the gate logits moved by
+        ``offset``: a token stays while every stay logit of the scale so far
+        is positive, and goes through the block when it stays, its depth
+        logit is positive and it has not stopped. ``(alive, keep)``."""
+        stay = z_stay + offset > 0
+        alive = stay if alive is None else alive & stay
+        return alive, alive & (z_depth + offset > 0) & ~stopped
 
     @staticmethod
     def _fixed_keep(z_stay: Tensor, z_depth: Tensor, run: _StageRun,
@@ -480,18 +495,6 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
         keep, cut = keep_top(margin, count)
         run.down |= ~keep & (run.stay <= cut.unsqueeze(1))
         return keep
-
-    @staticmethod
-    def _follow_test_rule(z_stay: Tensor, z_depth: Tensor,
-                          run: _StageRun) -> None:
-        """In training, what the test-time decisions would keep at this
-        block, for ``learned_keep``."""
-        with torch.no_grad():
-            alive = z_stay > 0
-            run.learned_alive = alive if run.learned_alive is None else \
-                run.learned_alive & alive
-            kept = run.learned_alive & (z_depth > 0) & ~run.stopped
-            run.learned_keep.append(kept.float().mean(1))
 
     def _routed_block(self, block: nn.Module, tokens: Tensor, hw,
                       normed: Tensor, weight: Optional[Tensor], keep: Tensor,
