@@ -92,7 +92,28 @@ def check_sweep(out, work_dir, swept=True):
     assert half['backbone_gflops'] == pytest.approx(
         0.5 * full['backbone_gflops'], rel=0.05)
     assert all(p['latency_ms'] > 0 for p in sweep['points'])
+    check_largest_fall(sweep, [points[label] for label in FIXED], out, swept)
     return path.read_bytes()
+
+
+def check_largest_fall(sweep, fixed, out, swept):
+    """The sweep's monotonicity report: the largest fall of mAP from a
+    fixed budget to a larger one, its budgets, and the verdict against the
+    default tolerance for mAP, 0.02 (printed when the sweep ran). Whether a
+    trained model meets it is measured in the README (a wiring run's
+    twenty iterations are too few to expect it)."""
+    fall = sweep['largest_fall']
+    drops = {(low['budget'], high['budget']): low['metric'] - high['metric']
+             for low in fixed for high in fixed
+             if low['budget'] < high['budget']}
+    assert fall['fall'] == pytest.approx(max(drops.values()))
+    assert drops[fall['low'], fall['high']] == pytest.approx(fall['fall'])
+    assert fall['tolerance'] == 0.02
+    assert fall['within'] == (fall['fall'] <= 0.02)
+    verdict = 'within' if fall['within'] else 'beyond'
+    assert (f"largest fall from a budget to a larger one: "
+            f"{fall['fall']:.4g}" in out) == swept
+    assert (f'{verdict} the tolerance 0.02' in out) == swept
 
 
 def test_the_demo_model_learns(trained_detector):

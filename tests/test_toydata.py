@@ -1,6 +1,7 @@
 """The toy sets are deterministic, never overwrite the user's files, and the real
 dataset classes and metrics of mmdet, mmseg and mmpretrain read them unchanged."""
 import hashlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 
+from conftest import load_tool
 from dit_mm.toydata import (ToyDataExistsError, make_ade20k, make_cityscapes,
                             make_coco, make_imagenet)
 
@@ -162,3 +164,27 @@ def test_imagenet_dataset_and_accuracy_read_the_toy_set(tmp_path):
     scores = torch.nn.functional.one_hot(labels, 1000).float()
     acc = Accuracy.calculate(scores, labels, topk=(1, ))
     assert float(acc[0][0]) == pytest.approx(100.0)
+
+
+def test_a_larger_val_set_extends_the_default_one(tmp_path, monkeypatch):
+    """``make_toy_data.py --num-val N`` (less evaluation noise for measured
+    trade-offs): the first val images are the default set's, byte for byte;
+    a count below one is refused."""
+    tool = load_tool('tools/make_toy_data.py', 'toy_tool_num_val')
+    make_ade20k(tmp_path / 'small', num_train=2, num_val=2)
+    for argv in (['--num-val', '5'], ['--num-val', '0']):
+        monkeypatch.setattr(sys, 'argv', [
+            'make_toy_data.py', '--out', str(tmp_path / 'large'), '--sets',
+            'ade20k', *argv])
+        if argv[1] == '0':
+            with pytest.raises(SystemExit):
+                tool.main()
+            continue
+        tool.main()
+    val = Path('images/validation')
+    small = sorted((tmp_path / 'small' / val).iterdir())
+    large = sorted((tmp_path / 'large/ade/ADEChallengeData2016' / val)
+                   .iterdir())
+    assert len(small) == 2 and len(large) == 5
+    assert [p.read_bytes() for p in small] == [p.read_bytes()
+                                               for p in large[:2]]

@@ -5,7 +5,7 @@ with the static peer marked.
     python tools/analysis_tools/sweep_budget.py CONFIG CHECKPOINT
         [--budgets 1.0 0.75 0.5 none] [--metric KEY] [--flops-images N]
         [--repeats N] [--warmup N] [--threads N] [--out-dir DIR]
-        [--cfg-options k=v ...]
+        [--tolerance T] [--cfg-options k=v ...]
 
 For every budget the config's own test loop runs (real dataset, real metric,
 ``Runner.test``) with ``backbone.set_budget(r)``; then once more with the
@@ -29,6 +29,10 @@ budget's metrics go into ``sweep.json`` as soon as they are measured
 With a calibration beside the checkpoint (``calibrate_budget.py``), its
 average budgets are swept too: the learned decisions spending ``r`` on
 average, each image what it needs (``average r`` in the table and plot).
+Under the table: the largest fall of the metric from a fixed budget to a
+larger one, against ``--tolerance`` (default 0.02 of the metric's scale:
+0.02 mAP, 2 points of mIoU or accuracy), in ``sweep.json`` as
+``largest_fall``.
 """
 import argparse
 import os.path as osp
@@ -78,6 +82,10 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--threads', type=positive_int)
     parser.add_argument('--out-dir')
+    parser.add_argument('--tolerance', type=float, default=None,
+                        help='largest fall of the metric from a budget to a '
+                        'larger one that counts as monotone (default: 0.02 '
+                        'for COCO mAP, 2 for metrics in percent)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)
 
@@ -134,6 +142,27 @@ def feasible_budgets(model, batches, budgets, skip: bool = False) -> list:
             continue
         kept.append(route)
     return kept
+
+
+def default_tolerance(metric: str) -> float:
+    """0.02 of the metric's scale: COCO's mAP is a fraction, mmseg's mIoU
+    and mmpretrain's accuracy are percentages."""
+    return 0.02 if metric.startswith('coco/') else 2.0
+
+
+def largest_fall(points, tolerance: float) -> dict:
+    """The largest drop of the metric from a fixed budget to a larger one
+    (negative: it rises all the way), the two budgets, and whether it is
+    within ``tolerance``; None below two fixed budgets."""
+    fixed = sorted((p for p in points if p['mode'] == 'fixed'),
+                   key=lambda p: p['budget'])
+    pairs = [(low['metric'] - high['metric'], low['budget'], high['budget'])
+             for i, low in enumerate(fixed) for high in fixed[i + 1:]]
+    if not pairs:
+        return None
+    fall, low, high = max(pairs)
+    return dict(fall=fall, low=low, high=high, tolerance=tolerance,
+                within=fall <= tolerance)
 
 
 def mean_flops(model, batches, route) -> tuple:
@@ -277,12 +306,21 @@ def main(argv=None):
           f'{args.repeats} rounds)\n')
     print(markdown_table(['route', key, 'GFLOPs / image', 'backbone',
                           'latency ms', 'latency / peer'], rows))
+    tolerance = (default_tolerance(key) if args.tolerance is None else
+                 args.tolerance)
+    fall = largest_fall(points, tolerance)
+    if fall is not None:
+        print(f"\nlargest fall from a budget to a larger one: "
+              f"{fall['fall']:.4g} (budget {fall['low']:g} -> "
+              f"{fall['high']:g}), "
+              f"{'within' if fall['within'] else 'beyond'} the tolerance "
+              f'{tolerance:g}')
     png = osp.join(out_dir, 'sweep.png')
     draw(points, peer_point, key,
          f'{name}: {osp.basename(args.checkpoint)}', png)
     write_json(json_path, dict(
         config=args.config, checkpoint=args.checkpoint, complete=True,
-        metric=key,
+        metric=key, largest_fall=fall,
         flops_images=len(batches), points=points, peer=peer_point,
         latency=stats, environment=env,
         median_latency_ms=statistics.median(p['latency_ms']
