@@ -24,6 +24,24 @@ def test_select_tokens_indices():
     assert sel.slot.tolist() == [0, 1, 2, 0, 1, 2, 3, 4, 5]
     assert sel.counts.tolist() == [3, 0, 6]
     assert sel.max_count == 6 and isinstance(sel.max_count, int)
+    assert sel.lengths == (3, 0, 6)
+
+
+def test_select_tokens_with_known_lengths_reads_nothing_back():
+    """Given the lengths (a fixed budget), the selection is the one read back
+    from the mask, and no op waits for the device."""
+    from dit_mm.analysis.host_sync import HostSyncCounter
+    torch.manual_seed(0)
+    keep = torch.rand(3, 50).argsort(1) < 17  # 17 per image, scattered
+    with HostSyncCounter() as syncs:
+        known = select_tokens(keep, 17)
+    assert syncs.total == 0
+    read = select_tokens(keep)
+    for a, b in zip(known, read):
+        assert a == b if isinstance(a, (int, tuple)) else torch.equal(a, b)
+    reference = keep.reshape(-1).nonzero().squeeze(1)
+    assert torch.equal(read.flat_index, reference)
+    assert select_tokens(keep, [17, 17, 17]).lengths == (17,) * 3
 
 
 def test_select_tokens_nothing_kept():

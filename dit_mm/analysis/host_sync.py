@@ -3,9 +3,9 @@
 On a GPU the host queues kernels ahead of the device; an op that copies a
 value to the host (``.item()``, ``int(t)``, ``bool(t)``, ``.tolist()``) or
 whose output size depends on the data (``nonzero``, ``masked_select``,
-``repeat_interleave`` with a tensor of counts, ``unique``) stalls that queue
-until the device has caught up. On a CPU nothing waits, but the same ops run,
-so they can be counted here: ``tolist`` at the Python level (it reads memory
+``repeat_interleave`` with a tensor of counts, ``unique``, ``bincount``)
+stalls that queue until the device has caught up. On a CPU nothing waits, but
+the same ops run, so they can be counted here: ``tolist`` at the Python level (it reads memory
 without an aten op), the rest at the dispatcher.
 
     with HostSyncCounter() as syncs:
@@ -25,7 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 # all reach ``_local_scalar_dense``
 SYNC_OPS = frozenset({
     '_local_scalar_dense', 'nonzero', 'masked_select', 'unique_dim',
-    '_unique', '_unique2', 'unique_consecutive', 'equal'
+    '_unique', '_unique2', 'unique_consecutive', 'equal', 'bincount'
 })
 PACKAGE = str(Path(__file__).resolve().parents[1])
 

@@ -7,7 +7,7 @@ image together, gets them padded to ``(B, K_max, C)``. Results go back into the
 dense grid; tokens that were not selected keep their value (identity), so every
 map stays dense for FPN / UperNet.
 """
-from typing import NamedTuple, Tuple
+from typing import NamedTuple, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -21,27 +21,55 @@ class TokenSelection(NamedTuple):
     slot: ``(K,)`` position of each kept token among its image's kept tokens.
     counts: ``(B,)`` kept tokens per image.
     max_count: the largest of ``counts`` (a Python int: the padded length).
+    lengths: ``counts`` as Python ints (what a per-image split needs).
     """
     flat_index: Tensor
     batch_index: Tensor
     slot: Tensor
     counts: Tensor
     max_count: int
+    lengths: Tuple[int, ...]
 
 
-def select_tokens(keep: Tensor) -> TokenSelection:
-    """The selection of the ``True`` entries of a ``(B, N)`` keep mask."""
+def select_tokens(keep: Tensor,
+                  lengths: Union[None, int, Sequence[int]] = None
+                  ) -> TokenSelection:
+    """The selection of the ``True`` entries of a ``(B, N)`` keep mask.
+
+    The packed length must be known on the host. A caller that knows how
+    many tokens each image keeps (a fixed budget: ``lengths`` an int, the
+    same for every image) gives it, and nothing waits for the device; else
+    the counts are read back in one copy, the one host sync of a decision
+    the data made (issue 19). ``lengths`` is trusted, not checked (a check
+    would be the sync it saves)."""
     if keep.dim() != 2 or keep.dtype != torch.bool:
         raise ValueError(
             f'keep must be a (B, N) bool mask, got {tuple(keep.shape)} '
             f'{keep.dtype}')
-    num_tokens = keep.shape[1]
-    flat_index = keep.reshape(-1).nonzero().squeeze(1)
+    batch, num_tokens = keep.shape
+    counts = keep.sum(1)
+    if lengths is None:
+        lengths = counts.tolist()
+    elif isinstance(lengths, int):
+        lengths = [lengths] * batch
+    total = sum(lengths)
+    # the j-th kept token of the flattened batch is where the running count
+    # first exceeds j: a search, not a data-sized nonzero
+    running = keep.reshape(-1).cumsum(0)
+    flat_index = torch.searchsorted(
+        running, torch.arange(total, device=keep.device), right=True)
     batch_index = torch.div(flat_index, num_tokens, rounding_mode='floor')
     slot = (keep.cumsum(1) - 1).reshape(-1)[flat_index]
-    counts = keep.sum(1)
-    max_count = int(counts.max()) if counts.numel() else 0
-    return TokenSelection(flat_index, batch_index, slot, counts, max_count)
+    return TokenSelection(flat_index, batch_index, slot, counts,
+                          max(lengths, default=0), tuple(lengths))
+
+
+def count_each(index: Tensor, size: int) -> Tensor:
+    """How often each of ``0 .. size - 1`` occurs in ``index``: ``bincount``
+    with the size known, which (unlike ``bincount``) does not read the
+    largest index back to the host first."""
+    return index.new_zeros(size).scatter_add_(0, index,
+                                              torch.ones_like(index))
 
 
 def gather_tokens(x: Tensor, sel: TokenSelection) -> Tensor:

@@ -1,7 +1,8 @@
 """Input and budget checks every dynamic backbone makes, with messages that
 name the problem."""
 import math
-from typing import Optional, Sequence, Tuple, Union
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -50,11 +51,13 @@ def check_out_indices(out_indices: Union[int, Sequence[int]], stages: int
     return tuple(i % stages for i in indices)
 
 
-def check_images(x: Tensor, owner: str, in_channels: int) -> None:
-    """``x`` must be a non-empty, finite ``(B, in_channels, H, W)`` batch of
+def check_images(x: Tensor, owner: str, in_channels: int) -> Tensor:
+    """``x`` must be a non-empty ``(B, in_channels, H, W)`` batch of
     non-empty images. Any size is taken: the patch embeddings pad (ceil),
     so a one-pixel image has a cell on every grid, as in the stock
-    networks."""
+    networks. Returns whether every value is finite, still on ``x``'s
+    device (reading it is a host sync: :func:`checked_images` chooses
+    when)."""
     if x.dim() != 4 or x.shape[1] != in_channels:
         raise ValueError(f'{owner} expects (B, {in_channels}, H, W) images, '
                          f'got shape {tuple(x.shape)}')
@@ -63,8 +66,32 @@ def check_images(x: Tensor, owner: str, in_channels: int) -> None:
     if x.shape[2] == 0 or x.shape[3] == 0:
         raise ValueError(f'{owner} got empty images of size '
                          f'{tuple(x.shape[2:])}')
-    if not torch.isfinite(x).all():
+    return torch.isfinite(x).all()
+
+
+def _require_finite(finite: Tensor, owner: str) -> None:
+    if not finite:
         raise ValueError(f'{owner} input contains NaN or infinite values')
+
+
+@contextmanager
+def checked_images(x: Tensor, owner: str, in_channels: int,
+                   defer: Optional[bool] = None) -> Iterator[None]:
+    """:func:`check_images` around a forward. The finiteness test is read
+    before the forward on a CPU, and after it when ``defer`` (default: on a
+    GPU), once the forward has queued its kernels: the one host sync of the
+    check then waits at the end instead of stalling the device before any
+    work (issue 19). A bad batch raises the same error either way."""
+    finite = check_images(x, owner, in_channels)
+    if defer is None:
+        defer = x.is_cuda
+    if not defer:
+        _require_finite(finite, owner)
+    try:
+        yield
+    finally:  # a NaN the forward tripped over is named as the cause
+        if defer:
+            _require_finite(finite, owner)
 
 
 def check_batch(data, owner: str) -> None:

@@ -53,10 +53,20 @@ from ..routing import RoutedFeatures, RoutingInfo
 from ..schedule import check_schedule, scheduled
 from ..tokens import keep_top, select_tokens
 from .average_budget import AverageBudget
-from .checks import check_budget, check_images
+from .checks import check_budget, checked_images
 from .weights import CheckpointRule, read_init_checkpoint
 
 Carry = object  # what one stage hands the next (a map, or tokens and a grid)
+
+
+def _known_count(counts: Optional[List[int]], j: int) -> Optional[int]:
+    """What block ``j`` of a scale keeps per image under a fixed budget, when
+    that is known without reading the mask: the allocation's count, unless
+    it grows within the scale (then tokens that went down may leave fewer
+    to keep than it asks, and the count is read back from the device)."""
+    if not counts or (j and counts[j] > counts[j - 1]):
+        return None
+    return counts[j]
 
 
 class _StageRun:
@@ -316,7 +326,10 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
 
     # ----------------------------------------------------------------- forward
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
-        check_images(x, type(self).__name__, self.in_channels)
+        with checked_images(x, type(self).__name__, self.in_channels):
+            return self._routed_forward(x)
+
+    def _routed_forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         batch = x.shape[0]
         costs = self.stage_costs(x.shape[-2:])
         route = sum(c.route for c in costs)
@@ -422,7 +435,8 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
                 weight, keep = self._decide(gate(normed), run, cost, mode,
                                             counts and counts[j])
                 tokens = self._routed_block(block, tokens, hw, normed, weight,
-                                            keep, run, mode)
+                                            keep, run, mode,
+                                            _known_count(counts, j))
             run.masks.append(keep.detach())
             run.count = run.count + keep.detach().to(run.count.dtype)
         return tokens, run
@@ -498,12 +512,14 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
 
     def _routed_block(self, block: nn.Module, tokens: Tensor, hw,
                       normed: Tensor, weight: Optional[Tensor], keep: Tensor,
-                      run: _StageRun, mode: str) -> Tensor:
+                      run: _StageRun, mode: str,
+                      count: Optional[int] = None) -> Tensor:
         early_stop = self.stop_threshold > 0 and mode == 'learned'
         if weight is None and self.sparse_inference:
             # the sparse form may update ``tokens`` in place (no_grad)
             before = tokens.clone() if early_stop else tokens
-            out = block.forward_sparse(tokens, hw, normed, select_tokens(keep),
+            out = block.forward_sparse(tokens, hw, normed,
+                                       select_tokens(keep, count),
                                        self._scratch)
         else:
             before = tokens

@@ -145,14 +145,16 @@ class MixedScaleViT(TokenPassViT):
             return state
         images = images[..., :hw[0] * p, :hw[1] * p]
         regions = coarse_pixels(images, p, layout)
-        coarse, fine_gate = self._decide(regions, layout)
+        coarse, fine_gate, num_coarse = self._decide(regions, layout)
 
         fine_patches = hw[0] * hw[1]
         positions = torch.arange(fine_patches, device=inputs.device)
         covered = layout.covered(coarse)
         keep = ~covered | (layout.anchor == positions)
         source = torch.where(covered, layout.anchor, positions)
-        sel = select_tokens(keep)
+        # a coarse region's token stands for its four positions
+        lengths = None if num_coarse is None else fine_patches - 3 * num_coarse
+        sel = select_tokens(keep, lengths)
         pixels = torch.where(covered[..., None],
                              on_fine_grid(regions, layout),
                              patch_pixels(images, p))
@@ -179,18 +181,22 @@ class MixedScaleViT(TokenPassViT):
             keep = torch.cat([keep.new_ones(keep.shape[0], 1), keep], dim=1)
         if self.pre_norm:
             x = self.pre_ln(x)
-        state = _PassState(x, hw, len(self.layers), keep=keep, source=source)
+        state = _PassState(x, hw, len(self.layers), keep=keep, source=source,
+                           lengths=[n + int(self.with_cls_token)
+                                    for n in sel.lengths])
         state.layout, state.coarse = layout, coarse
         state.gate_flops = (layout.num_regions *
                             self.scale_gate.flops_per_region)
         return state
 
     def _decide(self, regions: Tensor, layout: RegionLayout
-                ) -> Tuple[Tensor, Optional[Tensor]]:
+                ) -> Tuple[Tensor, Optional[Tensor], Optional[int]]:
         """``(coarse (B, H_c, W_c) bool, fine gate values for the
-        straight-through estimator or None)``."""
+        straight-through estimator or None, coarse regions per image when a
+        budget fixes them or None)``."""
         logits = self.scale_gate(regions)  # (B, R) fine logits
         shape = (regions.shape[0], *layout.coarse_hw)
+        count = None
         if self.budget is not None:
             count = self._budget_coarse(layout)
             coarse = torch.zeros_like(logits, dtype=torch.bool)
@@ -208,7 +214,7 @@ class MixedScaleViT(TokenPassViT):
         else:  # the average-budget control offsets the fine logits
             coarse = logits + (self.average_control or 0.0) < 0
             fine_gate = None
-        return coarse.view(shape), fine_gate
+        return coarse.view(shape), fine_gate, count
 
     def current_temperature(self) -> float:
         """The gate's temperature now: scheduled in training, final
@@ -269,7 +275,7 @@ class MixedScaleViT(TokenPassViT):
         mixed tokens and the gate left of it."""
         if not self.head_layers or self.budget is None or self.budget >= 1.0:
             return super()._plan(state)
-        tokens = int(state.patches_in[0])  # equal for all images here
+        tokens = state.entered[0]  # equal for all images here
         return None, self._head_counts(tokens, state.hw, state.gate_flops)
 
     def _head_counts(self, tokens: int, hw: Tuple[int, int],

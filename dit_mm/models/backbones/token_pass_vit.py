@@ -45,7 +45,7 @@ from ..schedule import check_schedule, scheduled
 from ..tokens import (TokenSelection, fill_tokens, gather_tokens,
                       select_tokens)
 from .average_budget import AverageBudget
-from .checks import check_budget, check_images, stock_check
+from .checks import check_budget, checked_images, stock_check
 from .vit_archs import VIT_ARCH_KEYS, resolve_vit_arch
 from .vit_weights import (detect_vit_layout, resize_pos_embed,
                           to_mmseg_vit_layout)
@@ -78,7 +78,8 @@ class _PassState:
 
     def __init__(self, x: Tensor, hw: Tuple[int, int], num_layers: int,
                  keep: Optional[Tensor] = None,
-                 source: Optional[Tensor] = None):
+                 source: Optional[Tensor] = None,
+                 lengths: Optional[Sequence[int]] = None):
         batch, length, dims = x.shape
         patches = hw[0] * hw[1]
         self.hw, self.source = hw, source
@@ -93,11 +94,15 @@ class _PassState:
             self.keep = torch.ones(batch, length, dtype=torch.bool,
                                    device=x.device)
         else:
-            self.sel = select_tokens(keep)
+            self.sel = select_tokens(keep, lengths)
             self.tokens = gather_tokens(x, self.sel)
-            self.lengths = self.sel.counts.tolist()
+            self.lengths = list(self.sel.lengths)
             self.keep = keep
         self.patches_in = self.keep[:, length - patches:].sum(1)
+        # the same counts on the host, for the cost model: patch tokens that
+        # entered the first layer, and that went on after each head
+        self.entered = [n - (length - patches) for n in self.lengths]
+        self.kept_counts: List[List[int]] = []
 
     def dense(self, values: Tensor) -> Tensor:
         """Per-position values ``(B, patches, ...)`` with every covered
@@ -325,13 +330,13 @@ class TokenPassViT(VisionTransformer, CheckpointRule, AverageBudget):
 
     # ----------------------------------------------------------------- forward
     def forward(self, inputs: Tensor) -> Tuple[Tensor, ...]:
-        check_images(inputs, type(self).__name__, self.in_channels)
-        if self.training and self.budget_sampler is not None:
-            drawn = self.budget_sampler.draw(
-                minimum=self.minimum_budget(inputs.shape[-2:]))
-            with self.budget_scope(drawn):
-                return self._pass(inputs)
-        return self._pass(inputs)
+        with checked_images(inputs, type(self).__name__, self.in_channels):
+            if self.training and self.budget_sampler is not None:
+                drawn = self.budget_sampler.draw(
+                    minimum=self.minimum_budget(inputs.shape[-2:]))
+                with self.budget_scope(drawn):
+                    return self._pass(inputs)
+            return self._pass(inputs)
 
     def _pass(self, inputs: Tensor) -> Tuple[Tensor, ...]:
         """The forward under ``self.budget``."""
@@ -411,25 +416,30 @@ class TokenPassViT(VisionTransformer, CheckpointRule, AverageBudget):
             score = confidence.new_full((batch * length, ), float('inf'))
             score[self._flat_index(state)] = confidence
             score = score.view(batch, length)[:, offset:]
-            if count is None:
+            if count is None:  # what the data decided: one read-back
                 going = state.keep[:, offset:] & ~(score > threshold)
+                going_counts = going.sum(1)
+                counts = going_counts.tolist()
             else:
                 going = torch.zeros_like(score, dtype=torch.bool)
                 lowest = score.topk(count, dim=1, largest=False).indices
                 going.scatter_(1, lowest, True)
+                going_counts = going.sum(1)
+                counts = [count] * batch
             keep = torch.cat([state.keep[:, :offset], going], dim=1)
-            stopped = state.keep[:, offset:] & ~going
-            state.stop_layer[stopped] = layer
-            state.kept.append(going.sum(1))
-        if torch.equal(keep, state.keep):
+            state.stop_layer.masked_fill_(state.keep[:, offset:] & ~going,
+                                          layer)
+            state.kept.append(going_counts)
+            state.kept_counts.append(counts)
+        lengths = [n + offset for n in counts]
+        if lengths == state.lengths:  # none stopped (going is within keep)
             return
         dense = self.reconstruct.sequence(state.frozen, state.tokens,
                                           state.sel)
-        sel = select_tokens(keep)
+        sel = select_tokens(keep, lengths)
         state.frozen = dense
         state.tokens = gather_tokens(dense, sel)
-        state.sel, state.keep = sel, keep
-        state.lengths = sel.counts.tolist()
+        state.sel, state.keep, state.lengths = sel, keep, lengths
 
     @staticmethod
     def _flat_index(state: _PassState) -> Tensor:
@@ -451,14 +461,14 @@ class TokenPassViT(VisionTransformer, CheckpointRule, AverageBudget):
               threshold: Optional[float]) -> TokenPassInfo:
         batch, patches = state.stop_layer.shape
         full = self.cost.full(patches)
-        entered = state.patches_in.tolist()
         if state.kept:
             kept = torch.stack(state.kept, dim=1)
             flops = [self.cost.token_pass(n, self.head_layers, row)
-                     for n, row in zip(entered, kept.tolist())]
+                     for n, row in zip(state.entered,
+                                       zip(*state.kept_counts))]
         else:
             kept = state.stop_layer.new_zeros((batch, 0))
-            flops = [self.cost.full(n) for n in entered]
+            flops = [self.cost.full(n) for n in state.entered]
         return TokenPassInfo(
             stop_layer=state.dense(state.stop_layer).view(batch, *state.hw),
             kept=kept,

@@ -32,7 +32,7 @@ from mmpretrain.models.backbones.swin_transformer_v2 import SwinBlockV2
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from ..tokens import TokenSelection, gather_tokens
+from ..tokens import TokenSelection, count_each, gather_tokens
 
 HW = Tuple[int, int]
 WINDOW_MODES = ('whole', 'packed')
@@ -155,23 +155,32 @@ class RoutedSwinV2Block(SwinBlockV2):
         return flat.index_copy(0, sel.flat_index, kept).view_as(x)
 
     def _windows(self, x: Tensor, sel: TokenSelection, layout: WindowLayout
-                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, int]:
         """The windows that hold a kept token ``(A, size**2, C)`` (padding
         zero, as in mmpretrain), their index within their image (for the
-        shift mask), and each kept token's active window and position in
-        it."""
+        shift mask), each kept token's active window and position in it, and
+        the most kept tokens any window holds. How many windows are active
+        and that most are read back together: the block's one host sync."""
         batch, num, dims = x.shape
         per_image = layout.source.shape[0]
         token = sel.flat_index % num
         window = sel.batch_index * per_image + layout.window[token]
-        active, slot = torch.unique(window, return_inverse=True)
+        held = count_each(window, batch * per_image)
+        active_so_far = (held > 0).cumsum(0)
+        num_active, most = torch.stack(
+            (active_so_far[-1], held.max())).tolist()
+        active = torch.searchsorted(
+            active_so_far, torch.arange(num_active, device=x.device),
+            right=True)
+        slot = active_so_far[window] - 1
         source = layout.source[active % per_image]  # (A, size**2)
         image = torch.div(active, per_image, rounding_mode='floor')
         rows = (image[:, None] * num + source.clamp(min=0)).reshape(-1)
         windows = x.reshape(-1, dims).index_select(0, rows).view(
             *source.shape, dims)
         windows = windows * (source >= 0).unsqueeze(-1).to(x.dtype)
-        return windows, active % per_image, slot, layout.position[token]
+        return (windows, active % per_image, slot, layout.position[token],
+                most)
 
     def _bias(self, mask: Optional[Tensor], windows: Tensor) -> Tensor:
         """Relative position bias ``(1 or A, heads, N, N)`` plus the shifted
@@ -209,7 +218,7 @@ class RoutedSwinV2Block(SwinBlockV2):
 
     def _attend_whole(self, x: Tensor, sel: TokenSelection,
                       layout: WindowLayout) -> Tensor:
-        windows, which, slot, position = self._windows(x, sel, layout)
+        windows, which, slot, position, _ = self._windows(x, sel, layout)
         q, k, v = map(self._heads,
                       self._qkv(windows, slice(None)).chunk(3, dim=-1))
         attn = self._scores(q, k) + self._bias(layout.mask, which)
@@ -218,19 +227,18 @@ class RoutedSwinV2Block(SwinBlockV2):
 
     def _attend_packed(self, x: Tensor, sel: TokenSelection,
                        layout: WindowLayout) -> Tensor:
-        windows, which, slot, position = self._windows(x, sel, layout)
+        windows, which, slot, position, most = self._windows(x, sel, layout)
         dims = x.shape[-1]
         k, v = map(self._heads,
                    self._qkv(windows, slice(dims, None)).chunk(2, dim=-1))
         # the kept tokens of each active window together, padded to the
         # fullest: (A, M) slots
         order = torch.argsort(slot, stable=True)
-        counts = torch.bincount(slot, minlength=windows.shape[0])
+        counts = count_each(slot, windows.shape[0])
         starts = torch.cumsum(counts, 0) - counts
         rank = torch.empty_like(slot)
         rank[order] = torch.arange(slot.numel(), device=slot.device) - \
             starts[slot[order]]
-        most = int(counts.max())
         q = x.new_zeros(windows.shape[0], most, dims)
         q[slot, rank] = self._qkv(gather_tokens(x, sel), slice(0, dims))
         rows = position.new_zeros(windows.shape[0], most)
