@@ -18,6 +18,7 @@ applied); otherwise it is the stock class. Dropout and drop-path rates are not
 carried: the peer is built for inference (eval mode).
 """
 import copy
+import functools
 from collections import OrderedDict
 from typing import List, Tuple
 
@@ -265,6 +266,23 @@ def with_static_peer(model: nn.Module) -> nn.Module:
     copied = copy.deepcopy(model, memo={id(backbone): peer})
     copied.eval()
     return copied
+
+
+def attend_with_sdpa(model: nn.Module) -> int:
+    """Make every torch ``nn.MultiheadAttention`` in ``model`` skip the
+    attention weights, so torch attends through ``scaled_dot_product_attention``
+    (FlashAttention, cuDNN or memory-efficient kernels), as the dynamic
+    backbones do. mmcv's wrapper, in the stock PVTv2 and ViT, asks for the
+    weights, which forces the explicit softmax: a peer slowed by that is not a
+    fair baseline on a GPU. The function is unchanged (its output is the same
+    up to the kernels' rounding). Returns how many modules it changed."""
+    changed = 0
+    for module in model.modules():
+        if isinstance(module, nn.MultiheadAttention):
+            module.forward = functools.partial(
+                type(module).forward, module, need_weights=False)
+            changed += 1
+    return changed
 
 
 @torch.no_grad()

@@ -2,7 +2,7 @@
 per iteration for exact resume, routing pictures during validation, bf16
 mixed precision without a GPU, sharded training (FSDP) on a GPU or a CPU, and
 what the tools do to a config."""
-from .amp import BF16OptimWrapper
+from .amp import BF16OptimWrapper, install_float32_ops
 from .checkpoint import UnsafeCheckpointError, install, load_from_local_safely
 from .data_errors import install as install_data_errors
 from .fsdp import DitFSDPStrategy
@@ -11,6 +11,7 @@ from .routing_visualization_hook import RoutingVisualizationHook
 
 install()
 install_data_errors()  # an unreadable image or an empty data set is named
+install_float32_ops()  # mmcv's NMS and RoIAlign under bfloat16 autocast
 
 __all__ = [
     'BF16OptimWrapper', 'DitFSDPStrategy', 'IterationSeedHook',

@@ -7,6 +7,8 @@ no loss scaling is needed, and the optimizer steps on the float32 weights as
 usual. Registered in mmengine's ``OPTIM_WRAPPERS``, the parent of mmdet's,
 mmseg's and mmpretrain's, so a config of any of them may name it.
 """
+import functools
+import sys
 from contextlib import contextmanager
 
 import torch
@@ -15,7 +17,7 @@ from mmengine.logging import print_log
 from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 from mmengine.runner.amp import autocast
-from torch import nn
+from torch import Tensor, nn
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -55,3 +57,44 @@ class BF16OptimWrapper(OptimWrapper):
         state_dict = dict(state_dict)
         state_dict.pop('loss_scaler', None)
         super().load_state_dict(state_dict)
+
+
+def _in_float32(op):
+    """``op`` computed in float32 when a tensor argument is bfloat16, autocast
+    off inside, its floating results cast back to bfloat16."""
+    if getattr(op, 'runs_in_float32', False):
+        return op
+
+    def cast(value, source=torch.bfloat16, target=torch.float32):
+        if isinstance(value, Tensor) and value.dtype == source:
+            return value.to(target)
+        if isinstance(value, tuple):
+            return tuple(cast(v, source, target) for v in value)
+        return value
+
+    @functools.wraps(op)
+    def run(*args, **kwargs):
+        tensors = [a for a in (*args, *kwargs.values())
+                   if isinstance(a, Tensor)]
+        if not any(t.dtype == torch.bfloat16 for t in tensors):
+            return op(*args, **kwargs)
+        with torch.autocast(tensors[0].device.type, enabled=False):
+            out = op(*map(cast, args),
+                     **{k: cast(v) for k, v in kwargs.items()})
+        return cast(out, torch.float32, torch.bfloat16)
+
+    run.runs_in_float32 = True
+    return run
+
+
+def install_float32_ops() -> None:
+    """Run mmcv 2.1.0's compiled NMS and RoIAlign in float32 on bfloat16
+    inputs. They have float (and, on CUDA, half) kernels only, so a Mask
+    R-CNN or RetinaNet under bfloat16 autocast failed in its first NMS
+    ("expected scalar type Float but found BFloat16"), on a CPU as on a GPU.
+    float32 inputs are passed through untouched. Idempotent."""
+    import mmcv.ops  # noqa: F401  (loads the submodules patched here)
+    nms_module = sys.modules['mmcv.ops.nms']  # batched_nms looks nms up here
+    nms_module.nms = _in_float32(nms_module.nms)
+    roi_align = sys.modules['mmcv.ops.roi_align'].RoIAlign
+    roi_align.forward = _in_float32(roi_align.forward)

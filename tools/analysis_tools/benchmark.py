@@ -4,6 +4,7 @@ model against the static peer, in one run.
     python tools/analysis_tools/benchmark.py CONFIG [--checkpoint CKPT]
         [--budget R ...] [--batch-size B] [--shape H W] [--device cpu|cuda]
         [--repeats N] [--warmup N] [--threads N] [--seed S] [--out JSON]
+        [--dtype fp32|bf16] [--peer-attention stock|sdpa] [--skip-infeasible]
         [--cfg-options k=v ...] [--no-progress]
 
 What is timed, for batch 1 and batch ``--batch-size`` (default 4):
@@ -21,6 +22,12 @@ and for every ``--budget`` (``set_budget(r)``; ``none``: the learned
 decisions or threshold; default ``1.0 0.5``). At budget 1.0 the dynamic
 backbone computes the peer's function: the largest difference of their
 outputs is printed as a check.
+
+``--dtype bf16`` runs every timed call (peer too) under bfloat16 autocast.
+``--peer-attention sdpa`` has the peer's ``nn.MultiheadAttention`` modules
+skip their attention weights, so the peer attends through the same SDPA
+kernels as the dynamic backbones (``static_peer.attend_with_sdpa``); the
+default, ``stock``, times the peer as the libraries build it.
 
 Input: random uint8 images of ``--shape`` (default: the size the config's
 test images reach the model at: an mmseg sliding window, the data
@@ -57,10 +64,12 @@ A config whose backbone takes no budget is refused (SystemExit): there is no
 peer to compare with; time such a model with mmdet's / mmseg's own tools.
 """
 import argparse
+import contextlib
+import functools
 import platform
 import statistics
 import sys
-from typing import Callable, Dict, List
+from typing import Callable, ContextManager, Dict, List
 
 import torch
 from mmengine.config import DictAction
@@ -72,7 +81,8 @@ from dit_mm.analysis.latency import (add_timing_args, cuda_synchronizer,
 from dit_mm.analysis.report import (device_name, environment, fmt,
                                     load_average, markdown_table,
                                     quiet_mmengine, write_json)
-from dit_mm.analysis.static_peer import (backbone_difference, peer_name,
+from dit_mm.analysis.static_peer import (attend_with_sdpa,
+                                         backbone_difference, peer_name,
                                          with_static_peer)
 from dit_mm.analysis.task_model import (budget, build_task_model,
                                         config_input_shape, config_scope_of,
@@ -104,6 +114,14 @@ def parse_args(argv=None):
                         "config's test size, else 512 512)")
     parser.add_argument('--device', choices=['cpu', 'cuda'],
                         default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--dtype', choices=['fp32', 'bf16'], default='fp32',
+                        help='bf16: every timed call under bfloat16 autocast')
+    parser.add_argument('--peer-attention', choices=['stock', 'sdpa'],
+                        default='stock', help="sdpa: the peer's attention "
+                        'through scaled_dot_product_attention, as ours')
+    parser.add_argument('--skip-infeasible', action='store_true',
+                        help='leave out, with a message, a budget the '
+                        'backbone cannot meet at this size (default: stop)')
     add_timing_args(parser)
     parser.add_argument('--out', metavar='JSON', help='write the results as '
                         'JSON')
@@ -128,27 +146,37 @@ def drop_caches(model: torch.nn.Module) -> None:
             scratch.clear()
 
 
-def make_call(part: str, model: torch.nn.Module, data: dict,
-              value) -> Callable[[], object]:
+def make_call(part: str, model: torch.nn.Module, data: dict, value,
+              precision: Callable[[], ContextManager]
+              ) -> Callable[[], object]:
     """A no-grad call of ``model``'s backbone or of the whole model at
-    budget ``value`` (``'config'``: as it is)."""
+    budget ``value`` (``'config'``: as it is), under ``precision()``."""
     inputs = data['inputs']
     if part == 'backbone':
         def call():
-            with torch.no_grad(), budget(model, value):
+            with torch.no_grad(), precision(), budget(model, value):
                 return model.backbone(inputs)
         return call
     # predictions are written into the samples: each configuration its own
     samples = [sample.clone() for sample in data['data_samples']]
 
     def call():
-        with torch.no_grad(), budget(model, value):
+        with torch.no_grad(), precision(), budget(model, value):
             return model(inputs=inputs, data_samples=samples, mode='predict')
     return call
 
 
-def configurations(model, peer_model, data: Dict[int, dict],
-                   budgets) -> List[dict]:
+def precision_of(device: str, dtype: str) -> Callable[[], ContextManager]:
+    """What each timed call runs under: nothing, or bfloat16 autocast."""
+    if dtype == 'fp32':
+        return contextlib.nullcontext
+    return functools.partial(torch.autocast, device_type=device,
+                             dtype=torch.bfloat16)
+
+
+def configurations(model, peer_model, data: Dict[int, dict], budgets,
+                   precision: Callable[[], ContextManager] =
+                   contextlib.nullcontext) -> List[dict]:
     """Every (part, batch, peer or budget) to time, in table order."""
     configs = []
     for part in ('backbone', 'model'):
@@ -159,9 +187,9 @@ def configurations(model, peer_model, data: Dict[int, dict],
                     part=part, batch=batch, config=config_label(value),
                     budget=None if value == PEER else value,
                     peer=value == PEER, target=target,
-                    call=make_call(part, target,
-                                   batch_data,
-                                   'config' if value == PEER else value),
+                    call=make_call(part, target, batch_data,
+                                   'config' if value == PEER else value,
+                                   precision),
                     resident=(target.backbone if part == 'backbone'
                               else target),
                     inputs=batch_data['inputs']))
@@ -172,25 +200,33 @@ def key_of(config: dict) -> str:
     return f'{config["part"]} | batch {config["batch"]} | {config["config"]}'
 
 
-def check_and_measure(configs: List[dict], device: str) -> None:
-    """One call of each configuration (a budget the backbone refuses stops
-    here, named), its realized FLOPs, then its peak memory."""
+def check_and_measure(configs: List[dict], device: str,
+                      skip: bool = False) -> List[dict]:
+    """One call of each configuration, its realized FLOPs, then its peak
+    memory. A budget the backbone refuses stops here, named, or with
+    ``skip`` is left out with that message printed. Returns those kept."""
+    kept = []
     for config in configs:
         try:
             config['call']()
         except ValueError as error:
-            raise SystemExit(f'error: {key_of(config)} failed: {error}')
+            if not skip:
+                raise SystemExit(f'error: {key_of(config)} failed: {error}')
+            print(f'skipped: {key_of(config)}: {error}', file=sys.stderr)
+            continue
         routing = None if config['peer'] else config['target'].backbone.routing
         config['flops_fraction'] = None if routing is None else float(
             routing.flops_fraction.float().mean())
         config['gflops'] = None if routing is None else float(
             routing.flops.double().mean()) / 1e9
-    for config in configs:
+        kept.append(config)
+    for config in kept:
         drop_caches(config['target'])
         resident = tensor_bytes(config['resident'], config['inputs'])
         during = peak_memory(config['call'], device)
         config.update(resident_bytes=resident, call_peak_bytes=during,
                       peak_bytes=resident + during)
+    return kept
 
 
 def results_of(configs: List[dict], times: Dict[str, List[float]]) -> list:
@@ -270,13 +306,17 @@ def main(argv=None):
         randomize_gates(backbone, args.seed)
     with config_scope_of(cfg):
         peer_model = with_static_peer(model)
+        if args.peer_attention == 'sdpa':
+            attend_with_sdpa(peer_model)
         data = {batch: preprocess(model, synthetic_batch(
                     cfg, shape, batch, seed=args.seed))
                 for batch in sorted({1, args.batch_size})}
         difference = backbone_difference(backbone, peer_model.backbone,
                                          data[1]['inputs'])
-        configs = configurations(model, peer_model, data, args.budget)
-        check_and_measure(configs, args.device)
+        configs = configurations(model, peer_model, data, args.budget,
+                                 precision_of(args.device, args.dtype))
+        configs = check_and_measure(configs, args.device,
+                                    args.skip_infeasible)
         print(f'timing {len(configs)} configurations: {args.warmup} warm-up '
               f'+ {args.repeats} timed rounds')
         times = interleaved_latency(
@@ -289,8 +329,9 @@ def main(argv=None):
     peer = peer_name(backbone)
     print(f'\n## {args.config}: {type(backbone).__name__} vs {peer}, '
           f'{args.device} ({env["threads"]} threads), input '
-          f'{shape[0]}x{shape[1]} ({shape_source}), {args.repeats} '
-          f'interleaved rounds after {args.warmup} warm-up\n')
+          f'{shape[0]}x{shape[1]} ({shape_source}), {args.dtype}, peer '
+          f'attention {args.peer_attention}, {args.repeats} interleaved '
+          f'rounds after {args.warmup} warm-up\n')
     print(table_of(rows, type(peer_model.backbone).__mro__[1].__name__))
     print(f'\nmax |{type(backbone).__name__} budget 1.0 - {peer}| over the '
           f'backbone outputs (batch 1): {difference:.2e}')
