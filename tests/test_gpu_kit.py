@@ -17,6 +17,8 @@ def test_the_kit_runs_every_model_end_to_end_on_the_cpu(tmp_path):
     assert kit.main(['--device', 'cpu', '--tiny', '--out-dir',
                      str(tmp_path)]) == 0
     report = json.loads((tmp_path / 'kit.json').read_text())
+    check = report['attention_check']  # bf16: one call against per image
+    assert check['method'] == 'nested' and 0 <= check['self'] < 0.05
     assert [r['model'] for r in report['runs']] == [m for m, _ in kit.MODELS]
     table = (tmp_path / 'kit.md').read_text()
     for run in report['runs']:

@@ -270,3 +270,49 @@ def test_mix_ffn_packed_scratch_reuse():
             dense = ffn.forward_dense(x, hw, keep.unsqueeze(-1).float())
         torch.testing.assert_close(packed, dense[keep], atol=1e-5, rtol=1e-5)
     assert 'mlp_grid' in scratch
+
+
+@pytest.mark.parametrize('same_keys', [True, False])
+def test_the_packed_attention_forms_are_one_function(same_keys):
+    """Unequal counts per image: the per-image loop is one SDPA per image,
+    and one call on nested tensors equals it (self-attention: on a CPU
+    torch's nested SDPA takes equal query and key lengths only); equal
+    counts, the batched call too. ``varlen`` is the GPU's one call: it needs
+    CUDA and half precision, and is checked there by the GPU kit."""
+    from dit_mm.models.tokens import attend_packed
+    torch.manual_seed(0)
+    q_lengths = [5, 9, 1]
+    k_lengths = q_lengths if same_keys else [7, 7, 7]
+    q = torch.randn(sum(q_lengths), 2, 8)
+    k, v = torch.randn(2, sum(k_lengths), 2, 8)
+    loop = attend_packed(q, k, v, q_lengths, k_lengths, 'loop')
+    if same_keys:
+        nested = attend_packed(q, k, v, q_lengths, k_lengths, 'nested')
+        torch.testing.assert_close(nested, loop, atol=1e-5, rtol=1e-5)
+    alone = torch.nn.functional.scaled_dot_product_attention(
+        q[5:14].transpose(0, 1), k[sum(k_lengths[:1]):sum(k_lengths[:2])]
+        .transpose(0, 1), v[sum(k_lengths[:1]):sum(k_lengths[:2])]
+        .transpose(0, 1)).transpose(0, 1)
+    torch.testing.assert_close(loop[5:14], alone, atol=1e-6, rtol=1e-6)
+    assert torch.equal(attend_packed(q, k, v, q_lengths, k_lengths), loop)
+    q, k, v = torch.randn(3, 12, 2, 8)  # 3 images, 4 tokens each
+    torch.testing.assert_close(
+        attend_packed(q, k, v, [4] * 3, [4] * 3, 'batched'),
+        attend_packed(q, k, v, [4] * 3, [4] * 3, 'loop'), atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match='method must be'):
+        attend_packed(q, k, v, [4] * 3, [4] * 3, 'flash')
+
+
+def test_pvt_packed_queries_attend_as_the_padded_ones():
+    """SRAttention's packed form (the shape the GPU's varlen call takes)
+    equals its padded one, unequal counts per image."""
+    torch.manual_seed(0)
+    attn = SRAttention(32, 2, sr_ratio=2).eval()
+    x, hw = torch.randn(3, 64, 32), (8, 8)
+    keep = torch.rand(3, 64) < torch.tensor([[0.2], [0.6], [0.9]])
+    sel = select_tokens(keep)
+    with torch.no_grad():
+        padded = attn.forward_packed(x, hw, sel, 'padded')
+        packed = attn.forward_packed(x, hw, sel, 'loop')
+        assert torch.equal(attn.forward_packed(x, hw, sel), padded)  # CPU
+    torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-5)

@@ -3,13 +3,17 @@
 A dense token grid ``(B, N, C)`` plus a boolean keep mask ``(B, N)`` becomes a
 packed tensor ``(K, C)`` of the kept tokens of the whole batch, so per-token layers
 (norms, linears) run on kept tokens only. Attention, which needs the tokens of one
-image together, gets them padded to ``(B, K_max, C)``. Results go back into the
-dense grid; tokens that were not selected keep their value (identity), so every
+image together, gets them padded to ``(B, K_max, C)`` or attends over the packed
+tokens (:func:`attend_packed`: batched, per image, or one variable-length call
+on a GPU). Results go back into the dense grid; tokens that were not selected keep their value (identity), so every
 map stays dense for FPN / UperNet.
 """
+import functools
+import importlib.util
 from typing import NamedTuple, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -146,3 +150,96 @@ def keep_top(score: Tensor, k: int, prefer: float = 0.) -> Tuple[Tensor, Tensor]
         keep &= score > float('-inf')
     cut = torch.minimum(torch.clamp(below, min=prefer), above)
     return keep, cut
+
+
+# ------------------------------------------------------------------ attention
+ATTENTION_METHODS = ('batched', 'loop', 'nested', 'varlen')
+
+
+def varlen_usable(q: Tensor, dropout: float = 0.) -> bool:
+    """Whether FlashAttention's variable-length kernel can take ``q``: on a
+    GPU, half or bfloat16 (under autocast), head size a multiple of 8 up to
+    256, no dropout, and a torch that has ``torch.nn.attention.varlen``."""
+    return (q.is_cuda and q.dtype in (torch.float16, torch.bfloat16)
+            and dropout == 0. and q.shape[-1] % 8 == 0
+            and q.shape[-1] <= 256 and _has_varlen())
+
+
+@functools.lru_cache(maxsize=None)
+def _has_varlen() -> bool:
+    return importlib.util.find_spec('torch.nn.attention.varlen') is not None
+
+
+def _offsets(lengths: Sequence[int], device: torch.device) -> Tensor:
+    """``(B + 1,)`` int32 start of each image and the end, on ``device``:
+    copied from pinned memory without waiting (a plain copy to a GPU would
+    synchronise the stream)."""
+    starts = torch.tensor([0, *lengths], dtype=torch.int32).cumsum(
+        0, dtype=torch.int32)
+    if device.type != 'cuda':
+        return starts
+    return starts.pin_memory().to(device, non_blocking=True)
+
+
+def attend_packed(q: Tensor, k: Tensor, v: Tensor, q_lengths: Sequence[int],
+                  k_lengths: Sequence[int], method: str = 'auto',
+                  dropout: float = 0.) -> Tensor:
+    """Attention of packed tokens, each image's queries over its own keys.
+
+    ``q`` ``(Tq, H, D)`` holds ``q_lengths[b]`` queries of image ``b`` after
+    those of image ``b - 1``; ``k``, ``v`` ``(Tk, H, D)`` likewise with
+    ``k_lengths``. Returns ``(Tq, H, D)``. The methods compute the same
+    function (to rounding; ``tests/test_tokens.py``):
+
+    - ``batched``: one SDPA over ``(B, H, L, D)``; every image the same
+      lengths;
+    - ``loop``: one SDPA per image (the CPU default for unequal lengths);
+    - ``nested``: SDPA on nested jagged tensors, one call (a CPU takes it
+      for self-attention only, query and key lengths alike);
+    - ``varlen``: FlashAttention over the images' offsets, one call (a GPU,
+      half / bfloat16: :func:`varlen_usable`).
+
+    ``auto``: ``batched`` when the lengths allow it, else ``varlen`` where it
+    runs, else ``loop`` (on an H200, ``tools/gpu/probe_packed_attention.py``
+    timed the per-image loop and ``varlen`` alike at 8192 tokens, batch 8,
+    and nested tensors two to five times slower)."""
+    batch = len(q_lengths)
+    if method == 'auto':
+        if len(set(q_lengths)) == 1 and len(set(k_lengths)) == 1:
+            method = 'batched'
+        elif varlen_usable(q, dropout):
+            method = 'varlen'
+        else:
+            method = 'loop'
+    if method not in ATTENTION_METHODS:
+        raise ValueError(f'method must be auto or one of {ATTENTION_METHODS}, '
+                         f'got {method!r}')
+
+    def sdpa(qb: Tensor, kb: Tensor, vb: Tensor) -> Tensor:  # (.., L, H, D)
+        out = F.scaled_dot_product_attention(
+            qb.transpose(-3, -2), kb.transpose(-3, -2), vb.transpose(-3, -2),
+            dropout_p=dropout)
+        return out.transpose(-3, -2)
+
+    if method == 'batched':
+        shape = lambda t, n: t.view(batch, n, *t.shape[1:])  # noqa: E731
+        return sdpa(shape(q, q_lengths[0]), shape(k, k_lengths[0]),
+                    shape(v, k_lengths[0])).reshape(q.shape)
+    if method == 'loop':
+        return torch.cat([
+            sdpa(qb, kb, vb) for qb, kb, vb in zip(
+                q.split(list(q_lengths)), k.split(list(k_lengths)),
+                v.split(list(k_lengths)))])
+    if method == 'nested':
+        def nested(t: Tensor, lengths) -> Tensor:
+            return torch.nested.nested_tensor_from_jagged(
+                t, _offsets(lengths, t.device).long())
+        out = F.scaled_dot_product_attention(
+            nested(q, q_lengths).transpose(1, 2),
+            nested(k, k_lengths).transpose(1, 2),
+            nested(v, k_lengths).transpose(1, 2), dropout_p=dropout)
+        return out.transpose(1, 2).values()
+    from torch.nn.attention.varlen import varlen_attn
+    return varlen_attn(q, k, v, _offsets(q_lengths, q.device),
+                       _offsets(k_lengths, k.device), max(q_lengths),
+                       max(k_lengths))

@@ -13,7 +13,9 @@ kernels as ours (``--peer-attention sdpa``), peak memory included. Random
 weights: a budget fixes what is computed, so it times fairly; the learned
 route of random gates is only a shape of one.
 
-Each run's JSON is written as it ends, and the combined ``kit.json`` and
+First it checks the token core's one-call packed attention (FlashAttention's
+``varlen`` on the GPU) against the per-image loop, bf16, unequal counts
+(``attention_check`` in the JSON). Each run's JSON is written as it ends, and the combined ``kit.json`` and
 ``kit.md`` after every run, so a run cut short keeps what it measured. A run
 that fails is recorded with its error and the next one starts. Runs that
 would start after ``--time-limit`` seconds are recorded as skipped (the
@@ -106,6 +108,30 @@ def summary_rows(runs: list) -> list:
     return rows
 
 
+def attention_check(device: str) -> dict:
+    """The largest difference between the core's one-call packed attention
+    (``varlen`` on a GPU, else ``nested``) and its per-image loop, bf16, at
+    unequal counts per image: self-attention as in the ViTs, and packed
+    queries over whole images' keys as in DiT's PVT blocks."""
+    from dit_mm.models.tokens import attend_packed, varlen_usable
+    torch.manual_seed(0)
+    lengths = [4096, 2500, 8192, 700]  # ViT-B at 1024x2048: 8192 in all
+    if device == 'cpu':  # the rehearsal: a CPU attends densely per image
+        lengths = [n // 100 for n in lengths]
+    q, k, v = torch.randn(3, sum(lengths), 12, 64, device=device,
+                          dtype=torch.bfloat16)
+    one_call = 'varlen' if varlen_usable(q) else 'nested'
+    checks = dict(method=one_call)
+    for name, k_lengths in (('self', lengths), ('pvt', [512] * 4)):
+        if one_call == 'nested' and name == 'pvt':
+            continue  # a CPU's nested SDPA takes equal lengths only
+        kk, vv = k[:sum(k_lengths)], v[:sum(k_lengths)]
+        loop = attend_packed(q, kk, vv, lengths, k_lengths, 'loop')
+        other = attend_packed(q, kk, vv, lengths, k_lengths, one_call)
+        checks[name] = float((loop.float() - other.float()).abs().max())
+    return checks
+
+
 def write_summary(out_dir: Path, runs: list, meta: dict) -> str:
     headers = ['model', 'input', 'part', 'batch', 'peer ms',
                '1.0 / peer', '0.75 / 1.0', '0.5 / 1.0', 'learned / 1.0',
@@ -132,6 +158,9 @@ def main(argv=None) -> int:
                 cuda=torch.version.cuda, gpu=torch.cuda.get_device_name(0)
                 if args.device == 'cuda' else None,
                 started=time.strftime('%Y-%m-%d %H:%M:%S'))
+    meta['attention_check'] = attention_check(args.device)
+    print(f'packed attention, one call vs per image: '
+          f'{meta["attention_check"]}', flush=True)
     runs, table = [], ''
     shapes = TINY_SHAPES if args.tiny else SHAPES
     for shape in shapes:

@@ -16,8 +16,9 @@ from mmcv.cnn.bricks.drop import DropPath
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..tokens import (TokenSelection, add_to_tokens, gather_tokens,
-                      pad_tokens, scatter_tokens, unpad_tokens)
+from ..tokens import (TokenSelection, add_to_tokens, attend_packed,
+                      gather_tokens, pad_tokens, scatter_tokens, unpad_tokens,
+                      varlen_usable)
 
 HW = Tuple[int, int]
 
@@ -104,10 +105,26 @@ class SRAttention(nn.Module):
         out = self._attend(self.q(x), x, hw)
         return self.proj_drop(self.proj(out))
 
-    def forward_packed(self, x: Tensor, hw: HW, sel: TokenSelection) -> Tensor:
-        """Attention output ``(K, C)`` for the selected tokens only."""
-        q = pad_tokens(self.q(gather_tokens(x, sel)), sel)
-        out = unpad_tokens(self._attend(q, x, hw), sel)
+    def forward_packed(self, x: Tensor, hw: HW, sel: TokenSelection,
+                       method: str = 'auto') -> Tensor:
+        """Attention output ``(K, C)`` for the selected tokens only: their
+        queries padded per image (``padded``), or packed, attending in one
+        variable-length call (``varlen``, the ``auto`` choice where it runs;
+        ``loop`` and ``nested`` are the core's other forms)."""
+        q = self.q(gather_tokens(x, sel))
+        dropout = self.attn_drop if self.training else 0.
+        if method == 'auto':
+            method = 'varlen' if varlen_usable(q, dropout) else 'padded'
+        if method == 'padded':
+            out = unpad_tokens(self._attend(pad_tokens(q, sel), x, hw), sel)
+        else:
+            k, v = self.kv(self.reduced_tokens(x, hw)).chunk(2, dim=-1)
+            heads = self.num_heads
+            out = attend_packed(
+                q.view(q.shape[0], heads, -1),
+                k.reshape(-1, heads, k.shape[-1] // heads),
+                v.reshape(-1, heads, v.shape[-1] // heads), sel.lengths,
+                [k.shape[1]] * len(sel.lengths), method, dropout).flatten(1)
         return self.proj_drop(self.proj(out))
 
 

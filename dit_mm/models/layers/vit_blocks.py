@@ -3,8 +3,9 @@
 The token-pass ViT keeps, per image, a different number of tokens. Its layers
 run on them packed as ``(T, C)`` (the kept tokens of the whole batch, image by
 image) with ``lengths`` saying how many belong to each image: norms, linears
-and the MLP see only real tokens, and attention runs per image, batched when
-the lengths are equal and image by image otherwise. No padding enters any
+and the MLP see only real tokens, and attention runs per image: batched when
+the lengths are equal, else in one variable-length call on a GPU and image by
+image on a CPU. No padding enters any
 sum, so an image's result does not depend on the other images of its batch.
 
 The weights are those of mmseg's ``TransformerEncoderLayer`` (mmcv
@@ -18,25 +19,18 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks.drop import DropPath
 from torch import Tensor, nn
 
+from ..tokens import attend_packed
+
 
 def packed_attention(qkv: Tensor, lengths: Sequence[int], num_heads: int,
                      dropout: float = 0.0) -> Tensor:
     """Self-attention of packed ``(T, 3C)`` query/key/value rows, each image
-    attending only to its own ``lengths[b]`` tokens. Returns ``(T, C)``."""
+    attending only to its own ``lengths[b]`` tokens (the core's
+    :func:`~dit_mm.models.tokens.attend_packed`). Returns ``(T, C)``."""
     dims = qkv.shape[-1] // 3
-    head_dims = dims // num_heads
-
-    def attend(rows: Tensor) -> Tensor:  # (B, L, 3C) -> (B, L, C)
-        batch, length = rows.shape[:2]
-        q, k, v = rows.view(batch, length, 3, num_heads,
-                            head_dims).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
-        return out.transpose(1, 2).reshape(batch, length, dims)
-
-    if len(set(lengths)) == 1:
-        return attend(qkv.view(len(lengths), lengths[0], -1)).view(-1, dims)
-    return torch.cat([attend(rows.unsqueeze(0))[0]
-                      for rows in qkv.split(list(lengths))])
+    q, k, v = qkv.view(qkv.shape[0], 3, num_heads, -1).unbind(1)
+    return attend_packed(q, k, v, lengths, lengths,
+                         dropout=dropout).reshape(-1, dims)
 
 
 def per_image(dropout_layer: nn.Module, out: Tensor,
