@@ -1,9 +1,10 @@
 """Mixed precision: every dynamic backbone under bf16 and fp16 autocast on a
-CPU (outputs, auxiliary losses and every gradient finite, the gates' samples
+CPU, or on a GPU with ``DIT_MM_TEST_DEVICE=cuda`` (outputs, auxiliary losses and every gradient finite, the gates' samples
 exactly 0/1, a fixed budget at test time), the straight-through gate on
 half-precision logits, the bf16 optimizer wrapper in every library's scope,
 and a short ``tools/train.py --amp`` run on the CPU."""
 import math
+import os
 
 import pytest
 import torch
@@ -25,6 +26,9 @@ from test_tools import logged_losses, short_run
 
 DTYPES = [torch.bfloat16, torch.float16]
 SIZE = 64
+# the device of the two model tests below: the GPU kit runs them on CUDA
+# (DIT_MM_TEST_DEVICE=cuda, tools/gpu/run_kit.sh); the suite on the CPU
+DEVICE = os.environ.get('DIT_MM_TEST_DEVICE', 'cpu')
 
 
 def _dit(**kwargs):
@@ -107,11 +111,11 @@ def gate_samples(monkeypatch):
 def test_training_under_autocast_stays_finite(name, dtype, mid_schedule,
                                               gate_samples):
     build, labelled, gated = MODELS[name]
-    model = build().train()
+    model = build().to(DEVICE).train()
     samples = _samples(2, SIZE) if labelled else None
     torch.manual_seed(1)
-    x = torch.randn(2, 3, SIZE, SIZE)
-    with torch.autocast('cpu', dtype=dtype):
+    x = torch.randn(2, 3, SIZE, SIZE).to(DEVICE)
+    with torch.autocast(DEVICE, dtype=dtype):
         outs = model(x)
         losses = model.aux_losses(samples)
     assert all(_finite(o) for o in outs)
@@ -152,11 +156,11 @@ def test_training_under_autocast_stays_finite(name, dtype, mid_schedule,
 @pytest.mark.parametrize('dtype', DTYPES, ids=['bf16', 'fp16'])
 @pytest.mark.parametrize('name', sorted(MODELS))
 def test_fixed_budget_inference_under_autocast_is_finite(name, dtype):
-    model = MODELS[name][0]().eval()
+    model = MODELS[name][0]().to(DEVICE).eval()
     model.set_budget(0.5)
     torch.manual_seed(1)
-    with torch.no_grad(), torch.autocast('cpu', dtype=dtype):
-        outs = model(torch.randn(2, 3, SIZE, SIZE))
+    with torch.no_grad(), torch.autocast(DEVICE, dtype=dtype):
+        outs = model(torch.randn(2, 3, SIZE, SIZE).to(DEVICE))
     assert all(_finite(o) for o in outs)
     assert (model.routing.flops_fraction < 1).all()
 
