@@ -13,6 +13,16 @@ from mmengine.registry import Registry
 LIBRARIES = ('mmdet', 'mmseg', 'mmpretrain')
 
 
+def config_scope(cfg) -> str:
+    """The library a config belongs to, from its ``default_scope``."""
+    scope = cfg.get('default_scope')
+    if scope not in LIBRARIES:
+        raise ValueError(
+            f'config default_scope is {scope!r}; dit_mm tools run configs of '
+            f'{", ".join(LIBRARIES)} (set default_scope in the config)')
+    return scope
+
+
 def library_registries(kind: str) -> List[Registry]:
     """The ``kind`` registry (``'MODELS'``, ``'HOOKS'``, ...) of each library."""
     return [

@@ -8,7 +8,7 @@ import torch
 from mmengine.registry import DefaultScope
 
 import dit_mm  # noqa: F401  (registers DiT)
-from dit_mm.analysis.pvt_cost import pvt_stage_costs, route_flops
+from dit_mm.core.pvt_cost import pvt_stage_costs, route_flops
 from dit_mm.models import RoutedFeatures, RoutingInfo
 from dit_mm.models.backbones import ARCHS, DiT, resolve_arch
 from dit_mm.models.layers import randomize_gates

@@ -14,7 +14,7 @@ import dit_mm  # noqa: F401  (registers DiTSwinV2)
 from conftest import ROOT
 from dit_mm.analysis.flop_counter import count_flops
 from dit_mm.analysis.static_peer import backbone_difference, static_peer_backbone
-from dit_mm.analysis.swin_cost import swin_stage_costs
+from dit_mm.core.swin_cost import swin_stage_costs
 from dit_mm.models.backbones import DiTSwinV2, resolve_swinv2_arch
 from dit_mm.models.layers import randomize_gates
 from test_dit_backbone import _masks, assert_sparse_equals_masked

@@ -13,7 +13,7 @@ from mmengine.config import Config
 from torch import nn
 
 from conftest import run_tool
-from dit_mm.analysis import ViTCost, route_flops
+from dit_mm.core import ViTCost, route_flops
 from dit_mm.analysis.flop_counter import count_flops
 from dit_mm.analysis.task_model import build_task_model
 from dit_mm.models.backbones import resolve_arch

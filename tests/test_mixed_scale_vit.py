@@ -12,7 +12,7 @@ from mmengine.registry import DefaultScope
 from mmseg.registry import MODELS as MMSEG_MODELS
 from scipy import stats
 
-from dit_mm.analysis.mixed_scale_cost import (budget_coarse_count,
+from dit_mm.core.mixed_scale_cost import (budget_coarse_count,
                                               mixed_scale_flops)
 from dit_mm.models.backbones import MixedScaleViT
 from dit_mm.models.dynamic_models import freeze_all_but

@@ -12,7 +12,7 @@ from mmseg.registry import MODELS as MMSEG_MODELS
 from mmseg.structures import SegDataSample
 from mmengine.structures import PixelData
 
-from dit_mm.analysis import ViTCost, budget_keep_counts
+from dit_mm.core import ViTCost, budget_keep_counts
 from dit_mm.models.backbones import TokenPassViT
 from dit_mm.models.backbones.token_pass_vit import default_head_layers
 from dit_mm.models.layers import packed_attention

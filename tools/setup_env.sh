@@ -93,8 +93,19 @@ if ! "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'
   if ! compgen -G "$WHEEL_DIR/mmcv-*.whl" >/dev/null; then
     log "building mmcv $MMCV_VERSION with ops against torch $TORCH_VER ($DEVICE_KIND); this takes ~10 min on 2 cores"
     TMP=$(mktemp -d)
-    MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
-      "$PY" -m pip wheel --no-build-isolation --no-deps -w "$TMP" "mmcv==$MMCV_VERSION"
+    CUDA_ENV=()
+    if [ "$DEVICE_KIND" != cpu ]; then
+      # CUDA's ops: for the data-centre and desktop archs unless a GPU is seen
+      # (torch then builds for it) or TORCH_CUDA_ARCH_LIST says; the headers of
+      # the CUDA libraries torch's include files need (cusparse.h, ...) come
+      # with torch's nvidia-* wheels, not always with the toolkit
+      NV_INCLUDE=$("$PY" -c 'import glob, os, nvidia; print(":".join(sorted(glob.glob(os.path.join(nvidia.__path__[0], "*", "include")))))' 2>/dev/null || true)
+      "$PY" -c 'import torch; raise SystemExit(0 if torch.cuda.is_available() else 1)' 2>/dev/null ||
+        CUDA_ENV+=("TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-8.0;8.6;8.9;9.0}")
+      CUDA_ENV+=("CPATH=$NV_INCLUDE${CPATH:+:$CPATH}" "NVCC_APPEND_FLAGS=${NV_INCLUDE:+-I${NV_INCLUDE//:/ -I}}")
+    fi
+    env "${CUDA_ENV[@]}" MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
+      "$PY" -m pip wheel --no-cache-dir --no-build-isolation --no-deps -w "$TMP" "mmcv==$MMCV_VERSION"
     mkdir -p "$WHEEL_DIR"
     mv "$TMP"/mmcv-*.whl "$WHEEL_DIR"/
     rm -rf "$TMP"

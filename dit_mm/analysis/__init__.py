@@ -1,7 +1,3 @@
-from .mixed_scale_cost import (budget_coarse_count, mixed_scale_flops,
-                               mlp_flops)
-from .pvt_cost import StageCost, pvt_stage_costs, route_flops
-from .vit_cost import ViTCost, budget_keep_counts
-
-__all__ = ['StageCost', 'ViTCost', 'budget_coarse_count', 'budget_keep_counts',
-           'mixed_scale_flops', 'mlp_flops', 'pvt_stage_costs', 'route_flops']
+"""Measuring what the models cost and do: executed FLOPs, latency, host
+syncs, the static peers, budget calibration and the task-model builder.
+The cost models themselves are in :mod:`dit_mm.core`."""

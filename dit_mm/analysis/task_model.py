@@ -21,7 +21,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, load_checkpoint
 from torch import nn
 
-from ..engine.cli import config_scope
+from ..registry import config_scope
 from ..models.backbones.average_budget import AverageBudget
 from .budget_calibration import attach_calibration
 

@@ -14,7 +14,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
+from ..registry import config_scope
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -41,16 +41,6 @@ def build_runner(cfg: Config) -> Runner:
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
-
-
-def config_scope(cfg: Config) -> str:
-    """The library a config belongs to, from its ``default_scope``."""
-    scope = cfg.get('default_scope')
-    if scope not in SCOPES:
-        raise ValueError(
-            f'config default_scope is {scope!r}; dit_mm tools run configs of '
-            f'{", ".join(SCOPES)} (set default_scope in the config)')
-    return scope
 
 
 def load_config(path: str, cfg_options=None, launcher='none') -> Config:

@@ -30,7 +30,7 @@ from mmengine.runner.checkpoint import find_latest_checkpoint
 
 from ..models.backbones.weights import CheckpointRule, key_differences
 from .checkpoint import allowed_globals, load_from_local_safely
-from .cli import config_scope
+from ..registry import config_scope
 
 Shapes = Dict[str, Tuple[int, ...]]
 PREFIX = 'backbone.'

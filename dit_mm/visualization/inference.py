@@ -15,7 +15,7 @@ import torch
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from ..engine.cli import config_scope
+from ..registry import config_scope
 from .routing_overlay import Box, draw_routing_overlay
 
 Infer = Callable[[str], dict]  # an image file -> its prediction's metainfo

@@ -15,7 +15,7 @@ Per arch it reports
   latter plus a 1000-class ImageNet head (``C4 * 1000 + 1000``), next to the
   paper's figure;
 * GFLOPs (multiply-accumulates, as the papers count them) of the PVTv2 route from
-  the analytic counter (``dit_mm.analysis.pvt_cost``) at 224x224 and 800x1333,
+  the analytic counter (``dit_mm.core.pvt_cost``) at 224x224 and 800x1333,
   the paper's 224 figure, and mmengine's ``FlopAnalyzer`` on mmdet's PVTv2 at 224
   (with the part it gives to LayerNorms, which the analytic counter leaves out);
 * realized FLOPs of a forward at 224 under ``set_budget(--budget)`` and under the
@@ -39,7 +39,7 @@ from dit_mm.engine.cli import budget_type, positive_int
 from bench_common import (build_pair, environment, fmt, forward_calls,
                           interleaved_latency, load_average, markdown_table,
                           num_params, paired_ratio, quiet_mmengine)
-from dit_mm.analysis.pvt_cost import route_flops
+from dit_mm.core.pvt_cost import route_flops
 from dit_mm.models.backbones.dit_archs import ARCHS, resolve_arch
 from dit_mm.models.layers import randomize_gates
 

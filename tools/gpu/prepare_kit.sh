@@ -46,8 +46,12 @@ if ! compgen -G "$WHEEL_DIR/mmcv-*.whl" >/dev/null; then
   command -v nvcc >/dev/null || [ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ] || {
     echo "[prepare_kit] error: no nvcc: install CUDA's toolkit (or pip's nvidia-cuda-nvcc) and set CUDA_HOME" >&2; exit 1; }
   log "building mmcv $MMCV_VERSION ($PY_TAG, torch $KIT_TORCH, $CUDA_TAG, archs $ARCHS)"
+  # the CUDA libraries' headers (cusparse.h, cublas_v2.h, ...) torch's include
+  # files need come with torch's nvidia-* wheels, not always with the toolkit
+  NV_INCLUDE=$("$BUILD_VENV/bin/python" -c 'import glob, os, nvidia; print(":".join(sorted(glob.glob(os.path.join(nvidia.__path__[0], "*", "include")))))')
   TMP=$(mktemp -d)
   FORCE_CUDA=1 MMCV_WITH_OPS=1 TORCH_CUDA_ARCH_LIST="$ARCHS" \
+    CPATH="$NV_INCLUDE${CPATH:+:$CPATH}" NVCC_APPEND_FLAGS="${NV_INCLUDE:+-I${NV_INCLUDE//:/ -I}}" \
     CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} MAX_JOBS=${MAX_JOBS:-$(nproc)} \
     "$BUILD_VENV/bin/python" -m pip wheel -q --no-cache-dir --no-build-isolation \
     --no-deps -w "$TMP" "mmcv==$MMCV_VERSION"

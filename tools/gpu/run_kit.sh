@@ -18,6 +18,6 @@ export PYTHONPATH=$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 python3 -c 'import torch, mmcv.ops, mmdet, mmseg, mmpretrain, dit_mm; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")'
 RESULTS=${OUT:-work_dirs/gpu_kit}
 mkdir -p "$RESULTS"
-DIT_MM_TEST_DEVICE=cuda python3 -m pytest -q -p no:cacheprovider tests/test_amp.py \
+DIT_MM_TEST_DEVICE=${DIT_MM_TEST_DEVICE:-cuda} python3 -m pytest -q -p no:cacheprovider tests/test_amp.py \
   -k 'training_under_autocast or fixed_budget_inference' 2>&1 | tail -15 | tee "$RESULTS/amp_cuda.txt" || true
 python3 tools/gpu/benchmark_kit.py --out-dir "$RESULTS" "$@"

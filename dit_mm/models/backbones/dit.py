@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from ...analysis.pvt_cost import StageCost, pvt_stage_costs
+from ...core.pvt_cost import StageCost, pvt_stage_costs
 from ...registry import register_model
 from ..layers import OverlapPatchEmbed, RoutedPVTBlock, RoutingGate
 from ..layers.pvt_blocks import tokens_to_map

@@ -43,7 +43,7 @@ from mmengine.model.weight_init import initialize
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...analysis.pvt_cost import StageCost
+from ...core.pvt_cost import StageCost
 from ..budget_allocation import allocate_keep
 from ..budget_sampling import build_budget_sampler
 from ..data_parallel import global_batch

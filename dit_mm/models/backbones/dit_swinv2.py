@@ -18,8 +18,8 @@ from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.utils import PatchMerging
 from torch import Tensor, nn
 
-from ...analysis.pvt_cost import StageCost
-from ...analysis.swin_cost import swin_stage_costs
+from ...core.pvt_cost import StageCost
+from ...core.swin_cost import swin_stage_costs
 from ...registry import register_model
 from ..layers import RoutedSwinV2Block, RoutingGate
 from .dit_routing import RoutedBackbone

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...analysis.mixed_scale_cost import budget_coarse_count
-from ...analysis.vit_cost import budget_keep_counts
+from ...core.mixed_scale_cost import budget_coarse_count
+from ...core.vit_cost import budget_keep_counts
 from ...registry import register_model
 from ..budget_sampling import FULL
 from ..layers import straight_through_bernoulli

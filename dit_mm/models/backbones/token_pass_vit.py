@@ -35,7 +35,7 @@ from mmseg.models.backbones import VisionTransformer
 from mmseg.registry import MODELS as MMSEG_MODELS
 from torch import Tensor, nn
 
-from ...analysis.vit_cost import ViTCost, budget_keep_counts
+from ...core.vit_cost import ViTCost, budget_keep_counts
 from ...registry import register_model
 from ..budget_sampling import build_budget_sampler
 from ..data_parallel import mean_over_ranks

@@ -3,7 +3,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from ...analysis.mixed_scale_cost import mlp_flops
+from ...core.mixed_scale_cost import mlp_flops
 
 
 class ScaleGate(nn.Module):

@@ -1,0 +1,64 @@
+"""The packages of dit_mm import only downwards (issue 20): the cost models
+the backbones solve budgets with are in ``core``, beneath the models, so the
+models no longer import ``analysis``, which measures them; the scope of a
+config is the registry's, so ``visualization`` no longer imports ``engine``,
+whose hooks draw with it."""
+import ast
+from pathlib import Path
+
+from conftest import ROOT
+
+# a package may import those of a lower rank only
+RANKS = {'version': 0, 'registry': 0, 'core': 0, 'toydata': 0, 'models': 1,
+         'analysis': 2, 'visualization': 2, 'engine': 3}
+
+
+def imported_packages(path: Path, text: str = None):
+    """``(line, package)`` of every dit_mm package ``path`` (or ``text`` as
+    if it were there) imports."""
+    here = path.relative_to(ROOT).with_suffix('').parts  # dit_mm, pkg, ...
+    for node in ast.walk(ast.parse(path.read_text() if text is None
+                                   else text)):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            target = list(here[:len(here) - node.level])
+            target += (node.module or '').split('.') if node.module else []
+            if not node.module and len(target) == 1:  # from . import a, b
+                targets = [[*target, a.name] for a in node.names]
+            else:
+                targets = [target]
+        elif isinstance(node, ast.ImportFrom):
+            targets = [node.module.split('.')]
+        elif isinstance(node, ast.Import):
+            targets = [a.name.split('.') for a in node.names]
+        else:
+            continue
+        for target in targets:
+            if len(target) > 1 and target[0] == 'dit_mm':
+                yield node.lineno, target[1]
+
+
+def test_every_import_between_packages_goes_down():
+    upward, unknown = [], set()
+    for path in sorted((ROOT / 'dit_mm').rglob('*.py')):
+        parts = path.relative_to(ROOT / 'dit_mm').with_suffix('').parts
+        if parts == ('__init__',):
+            continue  # the package itself gathers them all
+        source = parts[0]
+        for line, target in imported_packages(path):
+            unknown |= {p for p in (source, target) if p not in RANKS}
+            if target != source and RANKS.get(target, 9) >= RANKS.get(
+                    source, -1):
+                upward.append(f'{path.relative_to(ROOT)}:{line} imports '
+                              f'dit_mm.{target}')
+    assert not unknown, f'packages with no rank here: {sorted(unknown)}'
+    assert not upward, '\n'.join(upward)
+
+
+def test_the_walk_sees_relative_and_absolute_imports():
+    """The check can fail: an upward import of either form is found."""
+    module = ROOT / 'dit_mm' / 'models' / 'layers' / 'probe.py'  # not a file
+    found = [t for _, t in imported_packages(module, (
+        'from ...analysis import task_model\n'
+        'import dit_mm.engine.cli\n'
+        'from .. import tokens\n'))]
+    assert found == ['analysis', 'engine', 'models']
