@@ -10,7 +10,7 @@ map stays dense for FPN / UperNet.
 """
 import functools
 import importlib.util
-from typing import NamedTuple, Sequence, Tuple, Union
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,8 @@ class TokenSelection(NamedTuple):
     counts: ``(B,)`` kept tokens per image.
     max_count: the largest of ``counts`` (a Python int: the padded length).
     lengths: ``counts`` as Python ints (what a per-image split needs).
+    plan: what a block worked out from the same read-back as ``lengths``
+        (Swin-v2's active windows), or None.
     """
     flat_index: Tensor
     batch_index: Tensor
@@ -33,6 +35,7 @@ class TokenSelection(NamedTuple):
     counts: Tensor
     max_count: int
     lengths: Tuple[int, ...]
+    plan: Optional[object] = None
 
 
 def select_tokens(keep: Tensor,

@@ -51,7 +51,7 @@ from ..layers import RoutingGate, straight_through_bernoulli
 from ..losses import BudgetLoss
 from ..routing import RoutedFeatures, RoutingInfo
 from ..schedule import check_schedule, scheduled
-from ..tokens import keep_top, select_tokens
+from ..tokens import keep_top
 from .average_budget import AverageBudget
 from .checks import check_budget, checked_images
 from .weights import CheckpointRule, read_init_checkpoint
@@ -518,9 +518,9 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
         if weight is None and self.sparse_inference:
             # the sparse form may update ``tokens`` in place (no_grad)
             before = tokens.clone() if early_stop else tokens
-            out = block.forward_sparse(tokens, hw, normed,
-                                       select_tokens(keep, count),
-                                       self._scratch)
+            out = block.forward_sparse(
+                tokens, hw, normed,
+                block.select(keep, count, hw, self._scratch), self._scratch)
         else:
             before = tokens
             if weight is None:

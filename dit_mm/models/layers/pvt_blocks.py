@@ -17,8 +17,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ..tokens import (TokenSelection, add_to_tokens, attend_packed,
-                      gather_tokens, pad_tokens, scatter_tokens, unpad_tokens,
-                      varlen_usable)
+                      gather_tokens, pad_tokens, scatter_tokens, select_tokens,
+                      unpad_tokens, varlen_usable)
 
 HW = Tuple[int, int]
 
@@ -222,6 +222,13 @@ class RoutedPVTBlock(nn.Module):
         x = x + self.drop_path(self.attn.forward_dense(normed, hw)) * keep
         mlp = self.mlp.forward_dense(self.norm2(x), hw, keep)
         return x + self.drop_path(mlp) * keep
+
+    @staticmethod
+    def select(keep: Tensor, count: Optional[int], hw: HW,
+               scratch: Optional[dict] = None) -> TokenSelection:
+        """The tokens :meth:`forward_sparse` computes: the core's selection
+        (``count`` per image when known, else read back once)."""
+        return select_tokens(keep, count)
 
     def forward_sparse(self, x: Tensor, hw: HW, normed: Tensor,
                        sel: TokenSelection,

@@ -32,7 +32,8 @@ from mmpretrain.models.backbones.swin_transformer_v2 import SwinBlockV2
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from ..tokens import TokenSelection, count_each, gather_tokens
+from ..tokens import (TokenSelection, count_each, gather_tokens,
+                      select_tokens)
 
 HW = Tuple[int, int]
 WINDOW_MODES = ('whole', 'packed')
@@ -140,6 +141,27 @@ class RoutedSwinV2Block(SwinBlockV2):
         return x + self.norm2(self.ffn(x)) * keep
 
     # ------------------------------------------------------------ inference
+    def select(self, keep: Tensor, count: Optional[int], hw: HW,
+               scratch: Optional[dict] = None) -> TokenSelection:
+        """The tokens :meth:`forward_sparse` computes, and the windows that
+        hold them, from one read-back: how many windows are active and the
+        fullest (what sizes the padded windows), with the kept count of
+        every image when ``count`` does not give it."""
+        layout = _cached_layout(self, hw, keep.device, scratch)
+        batch, num = keep.shape
+        per_image = layout.source.shape[0]
+        window = (torch.arange(batch, device=keep.device)[:, None] * per_image
+                  + layout.window)  # (B, N) the window of every token
+        held = keep.new_zeros(batch * per_image, dtype=torch.long)
+        held.scatter_add_(0, window.reshape(-1), keep.reshape(-1).long())
+        active_so_far = (held > 0).cumsum(0)
+        wanted = [active_so_far[-1:], held.max().reshape(1)]
+        if count is None:
+            wanted.append(keep.sum(1))
+        read = torch.cat(wanted).tolist()
+        sel = select_tokens(keep, count if count is not None else read[2:])
+        return sel._replace(plan=(active_so_far, read[0], read[1]))
+
     def forward_sparse(self, x: Tensor, hw: HW, normed: Tensor,
                        sel: TokenSelection,
                        scratch: Optional[dict] = None) -> Tensor:
@@ -165,10 +187,13 @@ class RoutedSwinV2Block(SwinBlockV2):
         per_image = layout.source.shape[0]
         token = sel.flat_index % num
         window = sel.batch_index * per_image + layout.window[token]
-        held = count_each(window, batch * per_image)
-        active_so_far = (held > 0).cumsum(0)
-        num_active, most = torch.stack(
-            (active_so_far[-1], held.max())).tolist()
+        if sel.plan is None:  # a selection not made by :meth:`select`
+            held = count_each(window, batch * per_image)
+            active_so_far = (held > 0).cumsum(0)
+            num_active, most = torch.stack(
+                (active_so_far[-1], held.max())).tolist()
+        else:
+            active_so_far, num_active, most = sel.plan
         active = torch.searchsorted(
             active_so_far, torch.arange(num_active, device=x.device),
             right=True)
