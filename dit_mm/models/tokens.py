@@ -135,6 +135,14 @@ def fill_tokens(x: Tensor, source: Tensor) -> Tensor:
     return x.gather(1, index.expand(*source.shape, *x.shape[2:]))
 
 
+def lowest_mask(score: Tensor, k: int) -> Tensor:
+    """``(B, N)`` bool mask of the ``k`` lowest entries of each row of
+    ``score``: a fixed budget's "these ``k`` go on" (the least confident
+    tokens, the least fine-worthy regions)."""
+    mask = torch.zeros_like(score, dtype=torch.bool)
+    return mask.scatter_(1, score.topk(k, dim=1, largest=False).indices, True)
+
+
 def keep_top(score: Tensor, k: int, prefer: float = 0.) -> Tuple[Tensor, Tensor]:
     """The ``k`` highest-scoring entries of each row of ``score`` ``(B, N)``
     as a bool mask (``-inf`` entries never), and per row the cut: the value

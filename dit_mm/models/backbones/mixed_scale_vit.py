@@ -40,7 +40,8 @@ from ..layers.scale_gate import ScaleGate
 from ..data_parallel import global_batch
 from ..routing import MixedScaleInfo
 from ..schedule import check_schedule, scheduled
-from ..tokens import gather_tokens, scatter_tokens, select_tokens
+from ..tokens import (gather_tokens, lowest_mask, scatter_tokens,
+                      select_tokens)
 from .token_pass_vit import TokenPassViT, _PassState, build_mmseg_module
 
 
@@ -199,9 +200,7 @@ class MixedScaleViT(TokenPassViT):
         count = None
         if self.budget is not None:
             count = self._budget_coarse(layout)
-            coarse = torch.zeros_like(logits, dtype=torch.bool)
-            lowest = logits.detach().topk(count, dim=1, largest=False).indices
-            coarse.scatter_(1, lowest, True)
+            coarse = lowest_mask(logits.detach(), count)
             fine_gate = None
             if self.training:  # budget sampling: the gate learns to rank
                 fine = torch.sigmoid(logits.float())

@@ -43,7 +43,7 @@ from ..layers import StopHead, run_packed_layer
 from ..routing import TokenPassInfo
 from ..schedule import check_schedule, scheduled
 from ..tokens import (TokenSelection, fill_tokens, gather_tokens,
-                      select_tokens)
+                      lowest_mask, scatter_tokens, select_tokens)
 from .average_budget import AverageBudget
 from .checks import check_budget, checked_images, stock_check
 from .vit_archs import VIT_ARCH_KEYS, resolve_vit_arch
@@ -421,9 +421,7 @@ class TokenPassViT(VisionTransformer, CheckpointRule, AverageBudget):
                 going_counts = going.sum(1)
                 counts = going_counts.tolist()
             else:
-                going = torch.zeros_like(score, dtype=torch.bool)
-                lowest = score.topk(count, dim=1, largest=False).indices
-                going.scatter_(1, lowest, True)
+                going = lowest_mask(score, count)
                 going_counts = going.sum(1)
                 counts = [count] * batch
             keep = torch.cat([state.keep[:, :offset], going], dim=1)
@@ -451,10 +449,13 @@ class TokenPassViT(VisionTransformer, CheckpointRule, AverageBudget):
         """Head logits of the going tokens as a ``(B, K, H, W)`` map (zeros
         where tokens had stopped before this head)."""
         batch, length, _ = state.frozen.shape
-        flat = logits.new_zeros(batch * length, logits.shape[-1])
-        flat = flat.index_copy(0, self._flat_index(state), logits)
+        dense = logits.new_zeros(batch, length, logits.shape[-1])
+        if state.sel is not None:
+            dense = scatter_tokens(dense, logits, state.sel)
+        else:
+            dense = logits.view_as(dense)
         offset = length - state.stop_layer.shape[1]
-        grid = state.dense(flat.view(batch, length, -1)[:, offset:])
+        grid = state.dense(dense[:, offset:])
         return grid.transpose(1, 2).reshape(batch, -1, *state.hw)
 
     def _info(self, state: _PassState,

@@ -33,7 +33,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from ..tokens import (TokenSelection, count_each, gather_tokens,
-                      select_tokens)
+                      scatter_tokens, select_tokens)
 
 HW = Tuple[int, int]
 WINDOW_MODES = ('whole', 'packed')
@@ -173,8 +173,7 @@ class RoutedSwinV2Block(SwinBlockV2):
         kept = gather_tokens(x, sel)
         kept = kept + self.norm1(self.attn.drop(attend(x, sel, layout)))
         kept = kept + self.norm2(self.ffn(kept))
-        flat = x.reshape(-1, x.shape[-1])
-        return flat.index_copy(0, sel.flat_index, kept).view_as(x)
+        return scatter_tokens(x, kept, sel)
 
     def _windows(self, x: Tensor, sel: TokenSelection, layout: WindowLayout
                  ) -> Tuple[Tensor, Tensor, Tensor, Tensor, int]:
