@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare, on the CPU machine, the wheels the GPU machine lacks for the one-shot
 # benchmark (tools/gpu/run_kit.sh): the OpenMMLab packages, the dependencies of
-# theirs that machine has not got, and mmcv 2.1.0 with its ops compiled (CUDA
+# theirs that machine has not got (model-index, not the empty modelindex wheel,
+# holds mmpretrain's modelindex), and mmcv 2.1.0 with its ops compiled (CUDA
 # included) for that machine's Python and torch. Idempotent; the mmcv build
 # (the long part: about an hour on 2 cores for one GPU arch) is cached.
 #
@@ -71,6 +72,6 @@ cp "$WHEEL_DIR"/mmcv-*.whl "$KIT"/
   mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0 \
   addict==2.4.0 yapf==0.43.0 platformdirs==4.3.6 termcolor==2.5.0 \
   terminaltables==3.1.10 pycocotools==2.0.8 shapely==2.0.6 ftfy==6.3.1 \
-  wcwidth==0.2.13 prettytable==3.12.0 modelindex==0.0.2 ordered-set==4.1.0 \
+  wcwidth==0.2.13 prettytable==3.12.0 model-index==0.1.11 ordered-set==4.1.0 \
   importlib-metadata==8.5.0
 log "kit: $(ls "$KIT" | wc -l) wheels, $(du -sh "$KIT" | cut -f1) in $KIT"
