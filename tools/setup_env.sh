@@ -91,7 +91,7 @@ EOF
 WHEEL_DIR=$CACHE/mmcv-$MMCV_VERSION/torch-$TORCH_VER-$PY_TAG-$DEVICE_KIND
 if ! "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" >/dev/null 2>&1; then
   if ! compgen -G "$WHEEL_DIR/mmcv-*.whl" >/dev/null; then
-    log "building mmcv $MMCV_VERSION with ops against torch $TORCH_VER ($DEVICE_KIND); this takes ~10 min on 2 cores"
+    log "building mmcv $MMCV_VERSION with ops against torch $TORCH_VER ($DEVICE_KIND); this takes ~10 min on 2 cores for the CPU ops, an hour or more per CUDA arch"
     TMP=$(mktemp -d)
     CUDA_ENV=()
     if [ "$DEVICE_KIND" != cpu ]; then
