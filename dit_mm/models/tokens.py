@@ -5,8 +5,8 @@ packed tensor ``(K, C)`` of the kept tokens of the whole batch, so per-token lay
 (norms, linears) run on kept tokens only. Attention, which needs the tokens of one
 image together, gets them padded to ``(B, K_max, C)`` or attends over the packed
 tokens (:func:`attend_packed`: batched, per image, or one variable-length call
-on a GPU). Results go back into the dense grid; tokens that were not selected keep their value (identity), so every
-map stays dense for FPN / UperNet.
+on a GPU). Results go back into the dense grid; tokens that were not selected
+keep their value (identity), so every map stays dense for FPN / UperNet.
 """
 import functools
 import importlib.util
