@@ -5,7 +5,7 @@ import torch
 from mmengine.logging import MessageHub
 
 from dit_mm.models.backbones import DiT, MixedScaleViT, TokenPassViT
-from dit_mm.models.budget_allocation import allocate_keep
+from dit_mm.core.budget_allocation import allocate_keep
 from dit_mm.models.budget_sampling import (FULL, LEARNED, BudgetSampler,
                                            build_budget_sampler)
 from dit_mm.models.layers import randomize_gates

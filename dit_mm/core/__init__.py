@@ -1,7 +1,8 @@
 """What every layer of dit_mm stands on and nothing of dit_mm's is below: the
 cost models the backbones solve their budgets with at run time, and the
-analysis tools count with (one per family: PVT, Swin, ViT, mixed-scale ViT).
-Pure functions of sizes and counts; no module, no torch state."""
+analysis tools count with (one per family: PVT, Swin, ViT, mixed-scale ViT),
+and how DiT shares a fixed budget among its blocks. Pure functions of sizes
+and counts; no module, no torch state."""
 from .mixed_scale_cost import (budget_coarse_count, mixed_scale_flops,
                                mlp_flops)
 from .pvt_cost import StageCost, pvt_stage_costs, route_flops

@@ -21,7 +21,7 @@ scale (early stopping).
 the learned decisions until the FLOPs are fraction ``r`` of the static
 network: each block keeps the share of tokens its learned decisions keep on
 average (``learned_keep``, followed during training), all shares moved by one
-offset (``budget_allocation.py``), and picks the tokens whose decisions are
+offset (``core/budget_allocation.py``), and picks the tokens whose decisions are
 the most certain (the smaller of the depth gate's logit and every stay logit
 so far); a token that went down stays down. At the learned decisions' own
 share every block keeps exactly what they keep. ``set_budget(None)`` returns
@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...core.pvt_cost import StageCost
-from ..budget_allocation import allocate_keep
+from ...core.budget_allocation import allocate_keep
 from ..budget_sampling import build_budget_sampler
 from ..data_parallel import global_batch
 from ..layers import RoutingGate, straight_through_bernoulli
