@@ -16,7 +16,7 @@ from dit_mm.core import ViTCost, budget_keep_counts
 from dit_mm.models.backbones import TokenPassViT
 from dit_mm.models.backbones.token_pass_vit import default_head_layers
 from dit_mm.models.layers import packed_attention
-from dit_mm.models.tokens import select_tokens
+from dit_mm.core.tokens import select_tokens
 from test_stock_peers import perturb
 
 SMALL = dict(embed_dims=48, num_layers=6, num_heads=3)

@@ -1,4 +1,4 @@
-"""Gather / scatter of kept tokens (dit_mm.models.tokens) and the PVTv2 layers
+"""Gather / scatter of kept tokens (dit_mm.core.tokens) and the PVTv2 layers
 built on them (dense vs packed forms, gates)."""
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch
 from dit_mm.models.layers import (MixFFN, OverlapPatchEmbed, RoutedPVTBlock,
                                   RoutingGate, SRAttention,
                                   straight_through_bernoulli)
-from dit_mm.models.tokens import (add_to_tokens, gather_tokens, pad_tokens,
+from dit_mm.core.tokens import (add_to_tokens, gather_tokens, pad_tokens,
                                   scatter_tokens, select_tokens, unpad_tokens)
 
 
@@ -279,7 +279,7 @@ def test_the_packed_attention_forms_are_one_function(same_keys):
     torch's nested SDPA takes equal query and key lengths only); equal
     counts, the batched call too. ``varlen`` is the GPU's one call: it needs
     CUDA and half precision, and is checked there by the GPU kit."""
-    from dit_mm.models.tokens import attend_packed
+    from dit_mm.core.tokens import attend_packed
     torch.manual_seed(0)
     q_lengths = [5, 9, 1]
     k_lengths = q_lengths if same_keys else [7, 7, 7]

@@ -1,8 +1,10 @@
-"""What every layer of dit_mm stands on and nothing of dit_mm's is below: the
-cost models the backbones solve their budgets with at run time, and the
-analysis tools count with (one per family: PVT, Swin, ViT, mixed-scale ViT),
-and how DiT shares a fixed budget among its blocks. Pure functions of sizes
-and counts; no module, no torch state."""
+"""What every layer of dit_mm stands on and nothing of dit_mm's is below:
+the token core (``tokens.py``: select / gather / scatter / pad / fill / the
+packed attention, the masks of a fixed budget), the cost models the backbones
+solve their budgets with at run time and the analysis tools count with (one
+per family: PVT, Swin, ViT, mixed-scale ViT), and how DiT shares a fixed
+budget among its blocks. Pure functions of tensors, sizes and counts; no
+module, no state."""
 from .mixed_scale_cost import (budget_coarse_count, mixed_scale_flops,
                                mlp_flops)
 from .pvt_cost import StageCost, pvt_stage_costs, route_flops

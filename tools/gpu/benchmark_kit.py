@@ -113,7 +113,7 @@ def attention_check(device: str) -> dict:
     (``varlen`` on a GPU, else ``nested``) and its per-image loop, bf16, at
     unequal counts per image: self-attention as in the ViTs, and packed
     queries over whole images' keys as in DiT's PVT blocks."""
-    from dit_mm.models.tokens import attend_packed, varlen_usable
+    from dit_mm.core.tokens import attend_packed, varlen_usable
     torch.manual_seed(0)
     lengths = [4096, 2500, 8192, 700]  # ViT-B at 1024x2048: 8192 in all
     if device == 'cpu':  # the rehearsal: a CPU attends densely per image

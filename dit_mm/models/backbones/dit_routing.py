@@ -51,7 +51,7 @@ from ..layers import RoutingGate, straight_through_bernoulli
 from ..losses import BudgetLoss
 from ..routing import RoutedFeatures, RoutingInfo
 from ..schedule import check_schedule, scheduled
-from ..tokens import keep_top
+from ...core.tokens import keep_top
 from .average_budget import AverageBudget
 from .checks import check_budget, checked_images
 from .weights import CheckpointRule, read_init_checkpoint

@@ -40,8 +40,8 @@ from ..layers.scale_gate import ScaleGate
 from ..data_parallel import global_batch
 from ..routing import MixedScaleInfo
 from ..schedule import check_schedule, scheduled
-from ..tokens import (gather_tokens, lowest_mask, scatter_tokens,
-                      select_tokens)
+from ...core.tokens import (gather_tokens, lowest_mask, scatter_tokens,
+                            select_tokens)
 from .token_pass_vit import TokenPassViT, _PassState, build_mmseg_module
 
 

@@ -42,8 +42,8 @@ from ..data_parallel import mean_over_ranks
 from ..layers import StopHead, run_packed_layer
 from ..routing import TokenPassInfo
 from ..schedule import check_schedule, scheduled
-from ..tokens import (TokenSelection, fill_tokens, gather_tokens,
-                      lowest_mask, scatter_tokens, select_tokens)
+from ...core.tokens import (TokenSelection, fill_tokens, gather_tokens,
+                            lowest_mask, scatter_tokens, select_tokens)
 from .average_budget import AverageBudget
 from .checks import check_budget, checked_images, stock_check
 from .vit_archs import VIT_ARCH_KEYS, resolve_vit_arch

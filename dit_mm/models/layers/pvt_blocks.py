@@ -16,9 +16,9 @@ from mmcv.cnn.bricks.drop import DropPath
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..tokens import (TokenSelection, add_to_tokens, attend_packed,
-                      gather_tokens, pad_tokens, scatter_tokens, select_tokens,
-                      unpad_tokens, varlen_usable)
+from ...core.tokens import (TokenSelection, add_to_tokens, attend_packed,
+                            gather_tokens, pad_tokens, scatter_tokens,
+                            select_tokens, unpad_tokens, varlen_usable)
 
 HW = Tuple[int, int]
 

@@ -32,8 +32,8 @@ from mmpretrain.models.backbones.swin_transformer_v2 import SwinBlockV2
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from ..tokens import (TokenSelection, count_each, gather_tokens,
-                      scatter_tokens, select_tokens)
+from ...core.tokens import (TokenSelection, count_each, gather_tokens,
+                            scatter_tokens, select_tokens)
 
 HW = Tuple[int, int]
 WINDOW_MODES = ('whole', 'packed')

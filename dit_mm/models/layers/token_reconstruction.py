@@ -4,7 +4,7 @@ from typing import Optional, Tuple
 from torch import Tensor, nn
 
 from ...registry import register_model
-from ..tokens import TokenSelection, fill_tokens, scatter_tokens
+from ...core.tokens import TokenSelection, fill_tokens, scatter_tokens
 
 
 @register_model

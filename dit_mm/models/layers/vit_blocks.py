@@ -19,14 +19,14 @@ import torch.nn.functional as F
 from mmcv.cnn.bricks.drop import DropPath
 from torch import Tensor, nn
 
-from ..tokens import attend_packed
+from ...core.tokens import attend_packed
 
 
 def packed_attention(qkv: Tensor, lengths: Sequence[int], num_heads: int,
                      dropout: float = 0.0) -> Tensor:
     """Self-attention of packed ``(T, 3C)`` query/key/value rows, each image
     attending only to its own ``lengths[b]`` tokens (the core's
-    :func:`~dit_mm.models.tokens.attend_packed`). Returns ``(T, C)``."""
+    :func:`~dit_mm.core.tokens.attend_packed`). Returns ``(T, C)``."""
     dims = qkv.shape[-1] // 3
     q, k, v = qkv.view(qkv.shape[0], 3, num_heads, -1).unbind(1)
     return attend_packed(q, k, v, lengths, lengths,
