@@ -5,8 +5,8 @@ value to the host (``.item()``, ``int(t)``, ``bool(t)``, ``.tolist()``) or
 whose output size depends on the data (``nonzero``, ``masked_select``,
 ``repeat_interleave`` with a tensor of counts, ``unique``, ``bincount``)
 stalls that queue until the device has caught up. On a CPU nothing waits, but
-the same ops run, so they can be counted here: ``tolist`` at the Python level (it reads memory
-without an aten op), the rest at the dispatcher.
+the same ops run, so they can be counted here: ``tolist`` at the Python level
+(it reads memory without an aten op), the rest at the dispatcher.
 
     with HostSyncCounter() as syncs:
         backbone(images)

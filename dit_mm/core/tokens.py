@@ -241,16 +241,17 @@ def attend_packed(q: Tensor, k: Tensor, v: Tensor, q_lengths: Sequence[int],
             sdpa(qb, kb, vb) for qb, kb, vb in zip(
                 q.split(list(q_lengths)), k.split(list(k_lengths)),
                 v.split(list(k_lengths)))])
+    q_starts = _offsets(q_lengths, q.device)
+    k_starts = q_starts if list(k_lengths) == list(q_lengths) else \
+        _offsets(k_lengths, k.device)
     if method == 'nested':
-        def nested(t: Tensor, lengths) -> Tensor:
+        def nested(t: Tensor, starts: Tensor) -> Tensor:
             return torch.nested.nested_tensor_from_jagged(
-                t, _offsets(lengths, t.device).long())
+                t, starts.long()).transpose(1, 2)
         out = F.scaled_dot_product_attention(
-            nested(q, q_lengths).transpose(1, 2),
-            nested(k, k_lengths).transpose(1, 2),
-            nested(v, k_lengths).transpose(1, 2), dropout_p=dropout)
+            nested(q, q_starts), nested(k, k_starts), nested(v, k_starts),
+            dropout_p=dropout)
         return out.transpose(1, 2).values()
     from torch.nn.attention.varlen import varlen_attn
-    return varlen_attn(q, k, v, _offsets(q_lengths, q.device),
-                       _offsets(k_lengths, k.device), max(q_lengths),
+    return varlen_attn(q, k, v, q_starts, k_starts, max(q_lengths),
                        max(k_lengths))

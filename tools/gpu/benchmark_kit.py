@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / 'tools' / 'analysis_tools'))
 
 import benchmark  # noqa: E402  (tools/analysis_tools/benchmark.py)
+from dit_mm.analysis.report import markdown_table  # noqa: E402
 
 MODELS = [
     ('DiT-b2 Mask R-CNN', 'configs/maskrcnn_dit_b2_coco.py'),
@@ -76,8 +77,9 @@ def run_argv(config: str, shape, args, out: Path) -> list:
     warmup = args.warmup if args.warmup is not None else (0 if args.tiny
                                                           else 3)
     return [str(ROOT / config), '--device', args.device, '--dtype', 'bf16',
-            '--peer-attention', 'sdpa', '--skip-infeasible', '--shape', str(shape[0]),
-            str(shape[1]), '--batch-size', '1' if args.tiny else '8',
+            '--peer-attention', 'sdpa', '--skip-infeasible', '--shape',
+            str(shape[0]), str(shape[1]), '--batch-size',
+            '1' if args.tiny else '8',
             '--budget', *BUDGETS, '--repeats', str(repeats), '--warmup',
             str(warmup), '--no-progress', '--out', str(out)]
 
@@ -90,9 +92,8 @@ def summary_rows(runs: list) -> list:
             rows.append([run['model'], run['shape'], '-', '-',
                          run['status'], *['-'] * (len(ROUTES) + 1)])
             continue
-        results = json.loads(Path(run['json']).read_text())['results']
         groups = {}
-        for r in results:
+        for r in run['results']:
             groups.setdefault((r['part'], r['batch']), {})[r['config']] = r
         for (part, batch), by_config in groups.items():
             full = by_config['budget 1.0']['median_ms']
@@ -133,19 +134,14 @@ def attention_check(device: str) -> dict:
 
 
 def write_summary(out_dir: Path, runs: list, meta: dict) -> str:
-    headers = ['model', 'input', 'part', 'batch', 'peer ms',
-               '1.0 / peer', '0.75 / 1.0', '0.5 / 1.0', 'learned / 1.0',
-               'FLOPs frac at 0.5']
-    lines = ['| ' + ' | '.join(headers) + ' |',
-             '| ' + ' | '.join(['---'] * len(headers)) + ' |']
-    lines += ['| ' + ' | '.join(str(c) for c in row) + ' |'
-              for row in summary_rows(runs)]
-    table = '\n'.join(lines)
+    """``kit.md`` (the table, returned) and ``kit.json`` (everything)."""
+    table = markdown_table(
+        ['model', 'input', 'part', 'batch', 'peer ms', '1.0 / peer',
+         '0.75 / 1.0', '0.5 / 1.0', 'learned / 1.0', 'FLOPs frac at 0.5'],
+        summary_rows(runs))
     (out_dir / 'kit.md').write_text(table + '\n')
-    (out_dir / 'kit.json').write_text(json.dumps(
-        dict(meta, runs=[dict(r, results=json.loads(
-            Path(r['json']).read_text())['results'] if r['status'] == 'done'
-            else None) for r in runs]), indent=1))
+    (out_dir / 'kit.json').write_text(json.dumps(dict(meta, runs=runs),
+                                                 indent=1))
     return table
 
 
@@ -168,7 +164,7 @@ def main(argv=None) -> int:
             label = f'{shape[0]}x{shape[1]}'
             out = out_dir / (Path(config).stem + f'_{label}.json')
             run = dict(model=name, config=config, shape=label,
-                       json=str(out))
+                       json=str(out), results=None)
             if time.monotonic() - start > args.time_limit:
                 run['status'] = 'skipped (time limit)'
             else:
@@ -177,6 +173,7 @@ def main(argv=None) -> int:
                 try:
                     benchmark.main(run_argv(config, shape, args, out))
                     run['status'] = 'done'
+                    run['results'] = json.loads(out.read_text())['results']
                 except (Exception, SystemExit) as error:  # keep the others
                     run['status'] = f'failed: {type(error).__name__}: '
                     run['status'] += str(error)[:300].replace('|', '/')

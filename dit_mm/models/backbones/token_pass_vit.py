@@ -416,14 +416,14 @@ class TokenPassViT(VisionTransformer, CheckpointRule, AverageBudget):
             score = confidence.new_full((batch * length, ), float('inf'))
             score[self._flat_index(state)] = confidence
             score = score.view(batch, length)[:, offset:]
-            if count is None:  # what the data decided: one read-back
+            if count is None:
                 going = state.keep[:, offset:] & ~(score > threshold)
-                going_counts = going.sum(1)
-                counts = going_counts.tolist()
             else:
                 going = lowest_mask(score, count)
-                going_counts = going.sum(1)
-                counts = [count] * batch
+            going_counts = going.sum(1)
+            # what the data decided is read back once; a budget's is known
+            counts = ([count] * batch if count is not None
+                      else going_counts.tolist())
             keep = torch.cat([state.keep[:, :offset], going], dim=1)
             state.stop_layer.masked_fill_(state.keep[:, offset:] & ~going,
                                           layer)

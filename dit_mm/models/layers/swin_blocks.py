@@ -97,6 +97,19 @@ def _cached_layout(block, hw: HW, device, scratch: Optional[dict]
     return scratch[key]
 
 
+def _active_windows(held: Tensor, counts: Optional[Tensor] = None):
+    """From the kept tokens each window of the batch holds ``held``: the
+    plan of the padded windows (the running count of windows holding any,
+    how many do, the most one holds) and ``counts`` as Python ints, all read
+    back in one copy."""
+    active_so_far = (held > 0).cumsum(0)
+    wanted = [active_so_far[-1:], held.max().reshape(1)]
+    if counts is not None:
+        wanted.append(counts)
+    read = torch.cat(wanted).tolist()
+    return (active_so_far, read[0], read[1]), read[2:]
+
+
 class RoutedSwinV2Block(SwinBlockV2):
     """mmpretrain's ``SwinBlockV2`` (post-norm) that a token may skip.
 
@@ -148,19 +161,16 @@ class RoutedSwinV2Block(SwinBlockV2):
         fullest (what sizes the padded windows), with the kept count of
         every image when ``count`` does not give it."""
         layout = _cached_layout(self, hw, keep.device, scratch)
-        batch, num = keep.shape
+        batch = keep.shape[0]
         per_image = layout.source.shape[0]
         window = (torch.arange(batch, device=keep.device)[:, None] * per_image
                   + layout.window)  # (B, N) the window of every token
         held = keep.new_zeros(batch * per_image, dtype=torch.long)
         held.scatter_add_(0, window.reshape(-1), keep.reshape(-1).long())
-        active_so_far = (held > 0).cumsum(0)
-        wanted = [active_so_far[-1:], held.max().reshape(1)]
-        if count is None:
-            wanted.append(keep.sum(1))
-        read = torch.cat(wanted).tolist()
-        sel = select_tokens(keep, count if count is not None else read[2:])
-        return sel._replace(plan=(active_so_far, read[0], read[1]))
+        plan, lengths = _active_windows(
+            held, keep.sum(1) if count is None else None)
+        sel = select_tokens(keep, count if count is not None else lengths)
+        return sel._replace(plan=plan)
 
     def forward_sparse(self, x: Tensor, hw: HW, normed: Tensor,
                        sel: TokenSelection,
@@ -186,13 +196,10 @@ class RoutedSwinV2Block(SwinBlockV2):
         per_image = layout.source.shape[0]
         token = sel.flat_index % num
         window = sel.batch_index * per_image + layout.window[token]
-        if sel.plan is None:  # a selection not made by :meth:`select`
-            held = count_each(window, batch * per_image)
-            active_so_far = (held > 0).cumsum(0)
-            num_active, most = torch.stack(
-                (active_so_far[-1], held.max())).tolist()
-        else:
-            active_so_far, num_active, most = sel.plan
+        plan = sel.plan
+        if plan is None:  # a selection not made by :meth:`select`
+            plan, _ = _active_windows(count_each(window, batch * per_image))
+        active_so_far, num_active, most = plan
         active = torch.searchsorted(
             active_so_far, torch.arange(num_active, device=x.device),
             right=True)

@@ -5,8 +5,8 @@ run on them packed as ``(T, C)`` (the kept tokens of the whole batch, image by
 image) with ``lengths`` saying how many belong to each image: norms, linears
 and the MLP see only real tokens, and attention runs per image: batched when
 the lengths are equal, else in one variable-length call on a GPU and image by
-image on a CPU. No padding enters any
-sum, so an image's result does not depend on the other images of its batch.
+image on a CPU. No padding enters any sum, so an image's result does not
+depend on the other images of its batch.
 
 The weights are those of mmseg's ``TransformerEncoderLayer`` (mmcv
 ``MultiheadAttention`` and ``FFN``), used as they are, so mmseg state dicts
