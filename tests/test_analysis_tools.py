@@ -10,13 +10,26 @@ import pytest
 from conftest import run_tool
 
 
+BENCHMARK = 'tools/analysis_tools/benchmark.py'
+
+
+def benchmark_backbone(out, spec, *args, check=True) -> str:
+    """``benchmark.py --backbone spec``: batch 1, one round, one thread."""
+    return run_tool(BENCHMARK, '--backbone', spec, '--batch-size', '1',
+                    '--repeats', '1', '--warmup', '0', '--threads', '1',
+                    '--no-progress', '--out', out, *args, check=check)
+
+
+def rows_of(data: dict) -> dict:
+    return {r['config']: r for r in data['results']}
+
+
 @pytest.fixture(scope='module')
 def latency_json(tmp_path_factory):
     out = tmp_path_factory.mktemp('latency') / 'latency.json'
-    text = run_tool('tools/analysis_tools/benchmark_dit_latency.py', '--arch', 'b0',
-                    '--size', '96', '96', '--budgets', '1.0', '0.5',
-                    '--learned', '--repeats', '1', '--warmup', '0',
-                    '--threads', '1', '--max-ratio', '1000', '--json', out)
+    text = benchmark_backbone(out, 'dit:b0', '--shape', '96', '96',
+                              '--budget', '1.0', '0.5', 'none',
+                              '--max-ratio', '1000')
     return json.loads(out.read_text()), text
 
 
@@ -29,54 +42,68 @@ def table_json(tmp_path_factory):
     return json.loads(out.read_text()), text
 
 
-def test_latency_benchmark(latency_json):
+def test_backbone_benchmark(latency_json):
     data, text = latency_json
-    assert '| config |' in text and 'DiT-b0 budget 0.5 / budget 1.0' in text
-    assert data['arch'] == 'b0' and data['size'] == [96, 96]
-    assert data['environment']['threads'] == 1
-    # DiT at budget 1.0 carries mmdet PVTv2's weights and computes PVTv2
-    assert data['max_abs_diff_route_vs_pvt'] < 1e-4
-    results = {r['name']: r for r in data['results']}
-    assert list(results) == ['mmdet PVTv2', 'DiT budget=1.0',
-                             'DiT budget=0.5', 'DiT learned']
+    assert '| config |' in text
+    assert 'backbone, batch 1: budget 0.5 / budget 1.0 latency' in text
+    assert data['backbone_spec'] == 'dit:b0' and data['shape'] == [96, 96]
+    assert data['environment']['threads'] == 1 and data['gates'] == 'random'
+    # DiT at budget 1.0 computes mmdet PVTv2 with the same weights
+    assert data['peer'] == 'mmdet PyramidVisionTransformerV2'
+    assert data['max_abs_diff_budget1_vs_peer'] < 1e-4
+    assert data['params_m']['dynamic'] > data['params_m']['peer'] > 3.4
+    results = rows_of(data)
+    assert list(results) == ['peer', 'budget 1.0', 'budget 0.5', 'learned']
+    assert {r['part'] for r in data['results']} == {'backbone'}
     for r in results.values():
-        assert 0 < r['flops_fraction'] <= 1.01  # learned pays for its gates
-        assert r['gflops'] > 0
         assert len(r['times_ms']) == 1 and r['min_ms'] > 0
-        assert r['min_ms'] <= r['median_ms']
-    assert results['DiT budget=1.0']['flops_fraction'] == pytest.approx(1.0,
-                                                                        abs=1e-9)
-    assert results['DiT budget=1.0']['ratio_to_budget1'] == 1.0
-    assert results['mmdet PVTv2']['ratio_to_pvt'] == 1.0
-    assert results['mmdet PVTv2']['gflops'] == pytest.approx(
-        data['route_gflops'])
-    half = results['DiT budget=0.5']
+        assert r['ratio_to_budget1'] > 0 and r['peak_mb'] > 0
+    for name in ('budget 1.0', 'budget 0.5', 'learned'):
+        assert 0 < results[name]['flops_fraction'] <= 1.01  # + the gates
+        assert 0 < results[name]['kept_fraction'] <= 1
+    full, half = results['budget 1.0'], results['budget 0.5']
+    assert full['flops_fraction'] == pytest.approx(1.0, abs=1e-9)
+    assert full['kept_fraction'] == 1.0 and full['ratio_to_budget1'] == 1.0
+    assert results['peer']['ratio_to_peer'] == 1.0
     assert half['flops_fraction'] == pytest.approx(0.5, abs=0.02)
-    assert half['gflops'] == pytest.approx(0.5 * data['route_gflops'], rel=0.05)
-    assert data['key_ratio']['budget'] == 0.5
-    assert data['key_ratio']['median_ratio'] == half['ratio_to_budget1']
+    assert half['gflops'] == pytest.approx(0.5 * full['gflops'], rel=0.05)
+    (key, ) = data['key_ratios']
+    assert key['budget'] == 0.5 and key['batch'] == 1
+    assert key['median_ratio'] == half['ratio_to_budget1']
 
 
-def test_latency_benchmark_of_the_swinv2_family(tmp_path):
+def test_backbone_benchmark_of_the_swinv2_family(tmp_path):
     out = tmp_path / 'swin.json'
-    text = run_tool('tools/analysis_tools/benchmark_dit_latency.py', '--arch',
-                    'swinv2-t', '--size', '128', '128', '--budgets', '1.0',
-                    '0.5', '--repeats', '1', '--warmup', '0', '--threads',
-                    '1', '--json', out)
+    text = benchmark_backbone(out, 'dit-swinv2:t', '--shape', '128', '128',
+                              '--budget', '1.0', '0.5', '--window-modes',
+                              'packed', 'whole')
     data = json.loads(out.read_text())
-    results = {r['name']: r for r in data['results']}
-    assert list(results) == ['mmpretrain Swin-v2', 'DiT budget=1.0',
-                             'DiT budget=0.5 (packed)',
-                             'DiT budget=0.5 (whole)']
-    assert data['gates'] == 'random'  # kept tokens spread over the windows
-    assert data['max_abs_diff_route_vs_pvt'] < 1e-4
-    assert data['params_m']['dit'] > data['params_m']['peer'] > 27
+    results = rows_of(data)
+    assert list(results) == ['peer', 'budget 1.0', 'budget 0.5 (packed)',
+                             'budget 0.5 (whole)']
+    assert data['peer'] == 'mmpretrain SwinTransformerV2'
+    assert data['max_abs_diff_budget1_vs_peer'] < 1e-4
+    assert data['params_m']['dynamic'] > data['params_m']['peer'] > 27
     for mode in ('packed', 'whole'):
-        half = results[f'DiT budget=0.5 ({mode})']
+        half = results[f'budget 0.5 ({mode})']
         assert half['window_mode'] == mode
         assert half['flops_fraction'] == pytest.approx(0.5, abs=0.02)
-    assert data['key_ratio']['window_mode'] in ('packed', 'whole')
-    assert 'DiT-swinv2-t budget 0.5 (' in text
+    assert data['key_ratios'][0]['window_mode'] in ('packed', 'whole')
+    assert 'backbone, batch 1: budget 0.5 (' in text
+
+
+def test_backbone_benchmark_refuses_bad_requests(tmp_path):
+    out = tmp_path / 'never.json'
+    for args, message in [
+            (['--backbone', 'resnet:50'], 'FAMILY one of dit, dit-swinv2'),
+            (['--backbone', 'dit:b9'], "--backbone 'dit:b9'"),
+            (['--backbone', 'token-pass:b', '--window-modes', 'whole'],
+             'applies to DiT-Swin-v2 backbones'),
+            (['configs/toy/maskrcnn_dit_toy_coco.py', '--backbone', 'dit:b0'],
+             'give a CONFIG or --backbone')]:
+        text = run_tool(BENCHMARK, *args, '--out', out, check=False)
+        assert message in text, text
+    assert not out.exists()
 
 
 def test_model_table(table_json):
@@ -107,29 +134,23 @@ def test_model_table(table_json):
         assert latency[key] > 0
 
 
-@pytest.mark.parametrize('method,title', [('token-pass', 'TokenPassViT'),
-                                          ('mixed-scale', 'MixedScaleViT')])
-def test_vit_latency_benchmark(method, title, tmp_path):
+@pytest.mark.parametrize('spec,peer', [
+    ('token-pass:t', 'mmseg VisionTransformer'),
+    ('mixed-scale:t', 'mmseg VisionTransformer')])
+def test_backbone_benchmark_of_the_vits(spec, peer, tmp_path):
     out = tmp_path / 'vit.json'
-    text = run_tool('tools/analysis_tools/benchmark_vit_latency.py', '--method',
-                    method, '--arch', 't', '--size', '128', '96', '--budgets',
-                    '1.0', '0.5', '--repeats', '1', '--warmup', '0',
-                    '--threads', '1', '--max-ratio', '1000', '--json', out)
+    benchmark_backbone(out, spec, '--shape', '128', '96', '--budget', '1.0',
+                       '0.5')
     data = json.loads(out.read_text())
-    assert f'{title}-T budget 0.5 / budget 1.0' in text
-    assert data['method'] == method
-    assert data['max_abs_diff_budget1_vs_vit'] < 1e-4
-    results = {r['name']: r for r in data['results']}
-    full, half = f'{method} budget=1.0', f'{method} budget=0.5'
-    assert list(results) == ['mmseg ViT', full, half]
-    assert results[full]['flops_fraction'] == 1.0
-    assert 0.4 < results[half]['flops_fraction'] <= 0.5
-    assert results[half]['keep_fraction'] < 1.0
+    assert data['peer'] == peer and data['gates'] is None
+    assert data['max_abs_diff_budget1_vs_peer'] < 1e-4
+    results = rows_of(data)
+    assert list(results) == ['peer', 'budget 1.0', 'budget 0.5']
+    assert results['budget 1.0']['flops_fraction'] == 1.0
+    assert 0.4 < results['budget 0.5']['flops_fraction'] <= 0.5
+    assert results['budget 0.5']['kept_fraction'] < 1.0
     params = data['params_m']
-    assert 0 < params['added'] < 0.1 * params['vit']
-    assert params['dynamic'] == pytest.approx(params['vit'] + params['added'])
-    failing = run_tool('tools/analysis_tools/benchmark_vit_latency.py', '--method',
-                       method, '--arch', 't', '--size', '64', '64',
-                       '--budgets', '0.5', '--repeats', '1', '--warmup', '0',
-                       '--max-ratio', '0.0', check=False)
-    assert 'FAIL: budget 0.5' in failing
+    assert 0 < params['dynamic'] - params['peer'] < 0.1 * params['peer']
+    failing = benchmark_backbone(out, spec, '--shape', '64', '64', '--budget',
+                                 '0.5', '--max-ratio', '0.0', check=False)
+    assert 'FAIL: budget 0.5 takes' in failing

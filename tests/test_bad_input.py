@@ -23,13 +23,13 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 from conftest import CLS_TOY, ONE_ITER, ROOT, load_tool, run_tool
-from dit_mm.analysis.task_model import build_task_model
 from dit_mm.engine.cli import apply_train_args, load_config
 from dit_mm.engine.data_errors import EmptyDatasetError, ImageFileError
 from dit_mm.engine.run_guards import (CheckpointMismatchError,
                                       WorkDirInUseError, check_train_run)
 from dit_mm.models.backbones import DiT, MixedScaleViT, TokenPassViT
 from dit_mm.toydata import make_imagenet
+from dit_mm.models.builder import build_task_model
 
 CONFIG = CLS_TOY
 CONFIG_NAME = Path(CONFIG).name

@@ -18,11 +18,12 @@ from dit_mm.analysis.static_peer import (backbone_difference,
                                          pvt_state_from_dit, pvt_kwargs,
                                          static_peer_backbone,
                                          with_static_peer)
-from dit_mm.analysis.task_model import (budget, build_task_model,
-                                        config_input_shape, config_scope_of,
-                                        preprocess, synthetic_batch)
+from dit_mm.analysis.task_model import (budget, config_input_shape,
+                                        config_scope_of, preprocess,
+                                        synthetic_batch)
 from dit_mm.models.backbones import DiT, MixedScaleViT, TokenPassViT
 from dit_mm.models.backbones.pvt_weights import to_dit_layout
+from dit_mm.models.builder import build_task_model
 from test_stock_peers import perturb
 
 TOOL = 'tools/analysis_tools/benchmark.py'

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from dit_mm.analysis.budget_calibration import (calibrate_average_control,
-                                                calibration_path,
                                                 executed_fractions,
-                                                load_calibration,
                                                 save_calibration)
+from dit_mm.models.backbones.average_budget import (calibration_path,
+                                                   load_calibration)
 from dit_mm.models.layers import randomize_gates
 from test_dit_backbone import _dit, _masks
 from test_mixed_scale_vit import small_model as mixed_scale_vit
@@ -111,7 +111,7 @@ def test_the_tool_calibrates_a_trained_model_and_keeps_what_exists(
     import shutil
 
     from conftest import CLS_TOY, load_tool
-    from dit_mm.analysis.task_model import build_task_model
+    from dit_mm.models.builder import build_task_model
     from dit_mm.engine.cli import load_config
     tool = load_tool('tools/analysis_tools/calibrate_budget.py', 'calib')
     checkpoint = tmp_path / 'iter_1.pth'

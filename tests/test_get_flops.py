@@ -15,8 +15,8 @@ from torch import nn
 from conftest import run_tool
 from dit_mm.core import ViTCost, route_flops
 from dit_mm.analysis.flop_counter import count_flops
-from dit_mm.analysis.task_model import build_task_model
 from dit_mm.models.backbones import resolve_arch
+from dit_mm.models.builder import build_task_model
 
 TOOL = 'tools/analysis_tools/get_flops.py'
 

@@ -62,3 +62,30 @@ def test_the_walk_sees_relative_and_absolute_imports():
         'import dit_mm.engine.cli\n'
         'from .. import tokens\n'))]
     assert found == ['analysis', 'engine', 'models']
+
+
+def test_every_dynamic_backbone_implements_the_protocol():
+    """The tools ask ``isinstance(backbone, DynamicBackbone)``: each family
+    is one, with nothing abstract left, and reports a ``RouteStats``."""
+    import pytest
+    from mmengine.model import BaseModule
+
+    from dit_mm.analysis.task_model import is_dynamic
+    from dit_mm.models.backbones import (DiT, DiTSwinV2, MixedScaleViT,
+                                         TokenPassViT)
+    from dit_mm.models.backbones.dynamic import DynamicBackbone
+    from dit_mm.models.routing import (MixedScaleInfo, RouteStats,
+                                       RoutingInfo, TokenPassInfo)
+    for cls in (DiT, DiTSwinV2, TokenPassViT, MixedScaleViT):
+        assert issubclass(cls, DynamicBackbone), cls
+        assert not cls.__abstractmethods__, cls
+    for stats in (RoutingInfo, TokenPassInfo, MixedScaleInfo):
+        assert issubclass(stats, RouteStats)
+
+    class WithoutLosses(BaseModule, DynamicBackbone):
+        def minimum_budget(self, img_hw):
+            return 0.
+
+    with pytest.raises(TypeError, match='abstract'):
+        WithoutLosses()
+    assert not is_dynamic(BaseModule()) and not is_dynamic(None)

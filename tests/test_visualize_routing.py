@@ -14,11 +14,11 @@ from mmengine.structures import BaseDataElement
 from torch import nn
 
 from conftest import ROOT, load_tool, run_tool
-from dit_mm.analysis.task_model import build_task_model
 from dit_mm.engine import RoutingVisualizationHook
 from dit_mm.models.backbones import DiT, MixedScaleViT, TokenPassViT
 from dit_mm.visualization import draw_routing_overlay
 from dit_mm.visualization.routing_overlay import FINE_COLOUR
+from dit_mm.models.builder import build_task_model
 
 TOOL = 'tools/visualize_routing.py'
 DET_CONFIG = 'configs/toy/maskrcnn_dit_b0_toy_coco.py'

@@ -104,6 +104,11 @@ if ! "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'
         CUDA_ENV+=("TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-8.0;8.6;8.9;9.0}")
       CUDA_ENV+=("CPATH=$NV_INCLUDE${CPATH:+:$CPATH}" "NVCC_APPEND_FLAGS=${NV_INCLUDE:+-I${NV_INCLUDE//:/ -I}}")
     fi
+    # torch's extension builder calls its compilers through ccache when it is
+    # installed; paths made relative to the temp root let a build that was
+    # interrupted take the objects it already compiled (pip builds in a new
+    # temporary folder each time)
+    CUDA_ENV+=("CCACHE_BASEDIR=${TMPDIR:-/tmp}" "CCACHE_NOHASHDIR=1")
     env "${CUDA_ENV[@]}" MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
       "$PY" -m pip wheel --no-cache-dir --no-build-isolation --no-deps -w "$TMP" "mmcv==$MMCV_VERSION"
     mkdir -p "$WHEEL_DIR"

@@ -6,8 +6,8 @@ backbone's one monotone control (``AverageBudget``: DiT's offset on the gate
 logits, token pass's stop threshold, MSViT's offset on the scale gate's fine
 logits) is solved by bisection so that the mean executed FLOPs fraction over
 calibration images is ``r``. The values are kept in a JSON file beside the
-checkpoint, which ``build_task_model`` hands to the backbone
-(``budget_calibration``) when it is there.
+checkpoint, which ``dit_mm.models.builder.build_task_model`` hands to the
+backbone (``budget_calibration``) when it is there.
 """
 import json
 import os.path as osp
@@ -17,12 +17,6 @@ from typing import Dict, List, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..models.backbones.average_budget import AverageBudget
-
-
-def calibration_path(checkpoint: str) -> str:
-    """Where the calibration of ``checkpoint`` is kept: beside it."""
-    return f'{checkpoint}.calibration.json'
 
 
 @torch.no_grad()
@@ -78,30 +72,3 @@ def save_calibration(path: str, checkpoint: str, results: List[Dict]) -> None:
     with open(path, 'w') as f:
         json.dump(dict(checkpoint=osp.basename(checkpoint),
                        budgets=results), f, indent=2)
-
-
-def attach_calibration(backbone: nn.Module, checkpoint: str) -> bool:
-    """Hand the calibration beside ``checkpoint``, if there is one, to a
-    backbone with an average-budget mode; whether one was handed."""
-    calibration = load_calibration(checkpoint)
-    if not calibration or not isinstance(backbone, AverageBudget):
-        return False
-    backbone.budget_calibration = calibration
-    return True
-
-
-def load_calibration(checkpoint: str) -> Dict[float, float]:
-    """Average budget -> control value from the file beside
-    ``checkpoint`` (empty when there is none)."""
-    path = calibration_path(checkpoint)
-    if not osp.isfile(path):
-        return {}
-    with open(path) as f:
-        data = json.load(f)
-    try:
-        return {float(r['budget']): float(r['control'])
-                for r in data['budgets']}
-    except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f'{path} is not a budget calibration of this '
-                         f'project ({error!r}); remove it or run '
-                         'calibrate_budget.py --force') from None

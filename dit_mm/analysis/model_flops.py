@@ -114,9 +114,8 @@ def measure(model: nn.Module, batches: Sequence[dict], route='config',
             counter = count_flops(
                 model, lambda: predict_preprocessed(model, data))
             own = None
-            routing = getattr(backbone, 'routing', None)
-            if routing is not None:
-                own = float(routing.flops[0])
+            if is_dynamic(backbone):
+                own = float(backbone.routing.flops[0])
             report.images.append(ImageFlops(
                 image_flops(counter, names, blocks), dict(counter.by_kind),
                 own, tuple(data['inputs'].shape[-2:])))

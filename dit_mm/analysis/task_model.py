@@ -3,7 +3,7 @@ budget it runs at: what the measuring tools (FLOPs, latency, budget sweeps)
 share.
 
 Every library (mmdet, mmseg, mmpretrain) is handled the same way: the model is
-built in the config's scope, a batch is a data dict as the val dataloader
+built by ``dit_mm.models.builder.build_task_model``, a batch is a data dict as the val dataloader
 gives it (``inputs`` uint8 images, ``data_samples`` with their metainfo),
 :func:`preprocess` runs the model's own data preprocessor and
 :func:`predict_preprocessed` then ``mode='predict'``, so post-processing (NMS,
@@ -13,17 +13,17 @@ user runs.
 import copy
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Sequence
 
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import Runner
 from torch import nn
 
 from ..registry import config_scope
-from ..models.backbones.average_budget import AverageBudget
-from .budget_calibration import attach_calibration
+from ..models.backbones.dynamic import DynamicBackbone
+from ..models.builder import model_cfg
 
 DATA_SAMPLES = {
     'mmdet': ('mmdet.structures', 'DetDataSample'),
@@ -38,53 +38,6 @@ def config_scope_of(cfg: Config) -> Iterator[str]:
     scope = config_scope(cfg)
     with DefaultScope.overwrite_default_scope(scope):
         yield scope
-
-
-def model_cfg(cfg: Config) -> Config:
-    """``cfg.model``, with mmpretrain's top-level ``data_preprocessor``
-    moved in (the Runner does that for mmpretrain configs)."""
-    model = copy.deepcopy(cfg.model)
-    if 'data_preprocessor' in cfg and 'data_preprocessor' not in model:
-        model['data_preprocessor'] = copy.deepcopy(cfg.data_preprocessor)
-    return model
-
-
-def build_task_model(cfg: Config, checkpoint: Optional[str] = None,
-                     device: str = 'cpu',
-                     override: Optional[Callable[[dict], None]] = None,
-                     calibration: bool = True) -> nn.Module:
-    """The config's model, initialised (or loaded from ``checkpoint``, with
-    the average-budget calibration beside it unless ``calibration`` is
-    False), on ``device``, in eval mode. ``override(model_cfg)`` may edit
-    the model config first (swap its backbone, say)."""
-    from mmengine.registry import MODELS
-    mcfg = model_cfg(cfg)
-    if override is not None:
-        override(mcfg)
-    with config_scope_of(cfg):
-        model = MODELS.build(mcfg)
-        if checkpoint is None:
-            _initialise(model, cfg)
-        else:
-            load_checkpoint(model, checkpoint, map_location='cpu',
-                            strict=True)
-            if calibration:
-                attach_calibration(getattr(model, 'backbone', None),
-                                   checkpoint)
-    return model.to(device).eval()
-
-
-def _initialise(model: nn.Module, cfg: Config) -> None:
-    """``model.init_weights()``, with a clear error when the config's
-    initialisation wants files that are not here (a model-zoo URL, say)."""
-    try:
-        model.init_weights()
-    except (OSError, RuntimeError) as error:  # URLError is an OSError
-        raise RuntimeError(
-            f'{cfg.filename}: initialising the model failed ({error}); '
-            'nothing is downloaded here: give a checkpoint, or drop the '
-            'pretrained weights (--cfg-options model.backbone.init_cfg=None)'
-        ) from error
 
 
 def data_sample_type(cfg: Config) -> type:
@@ -193,7 +146,7 @@ def preprocess(model: nn.Module, batch: Dict[str, list]) -> dict:
 
 def is_dynamic(backbone: nn.Module) -> bool:
     """A backbone that takes a run-time budget (DiT, token pass, MSViT)."""
-    return callable(getattr(backbone, 'set_budget', None))
+    return isinstance(backbone, DynamicBackbone)
 
 
 @dataclass(frozen=True)
@@ -212,9 +165,7 @@ def budget(model: nn.Module, value) -> Iterator[None]:
     if value == 'config' or not is_dynamic(backbone):
         yield
         return
-    before = backbone.budget
-    control = backbone.average_control if isinstance(
-        backbone, AverageBudget) else None
+    before, control = backbone.budget, backbone.average_control
     if isinstance(value, AverageRoute):
         backbone.set_average_budget(value.value)
     else:
@@ -223,5 +174,4 @@ def budget(model: nn.Module, value) -> Iterator[None]:
         yield
     finally:
         backbone.set_budget(before)
-        if isinstance(backbone, AverageBudget):
-            backbone.set_average_control(control)
+        backbone.set_average_control(control)

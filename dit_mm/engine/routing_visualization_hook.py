@@ -24,6 +24,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
+from ..models.backbones.dynamic import DynamicBackbone
 from ..registry import register_hook
 from ..visualization.inference import (BackboneInputs, ran_once_message,
                                        read_image, sample_picture)
@@ -78,7 +79,7 @@ class RoutingVisualizationHook(Hook):
         samples = outputs if _have_metainfo(outputs) else \
             (data_batch or {}).get('data_samples')
         backbone = self._backbone(runner)
-        routing = getattr(backbone, 'routing', None)
+        routing = None if backbone is None else backbone.routing
         calls = len(self._inputs.shapes)
         if routing is None:
             return self._give_up(runner, 'no-routing',
@@ -123,7 +124,7 @@ class RoutingVisualizationHook(Hook):
         if is_model_wrapper(model):
             model = model.module
         backbone = getattr(model, 'backbone', None)
-        if hasattr(backbone, 'routing'):
+        if isinstance(backbone, DynamicBackbone):
             return backbone
         self._warn(runner, 'no-routing', f'the backbone {type(backbone).__name__} reports '
                    'no routing; nothing is drawn')

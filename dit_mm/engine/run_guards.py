@@ -17,7 +17,6 @@ the work dir and joins the process group): every process of a distributed run
 sees the same files, comes to the same decision and raises before any
 collective call, so none waits for another.
 """
-import copy
 import os
 import os.path as osp
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
@@ -25,12 +24,11 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
 from ..models.backbones.weights import CheckpointRule, key_differences
+from ..models.builder import build_task_model
 from .checkpoint import allowed_globals, load_from_local_safely
-from ..registry import config_scope
 
 Shapes = Dict[str, Tuple[int, ...]]
 PREFIX = 'backbone.'
@@ -128,13 +126,7 @@ def build_model_shapes(cfg: Config) -> Tuple[str, Shapes, CheckpointRule]:
     its backbone's checkpoint rule (the layouts it converts, the weights a
     stock checkpoint lacks; a backbone of another library: its own layout,
     nothing optional)."""
-    from mmengine.registry import MODELS
-    model_cfg = copy.deepcopy(cfg.model)
-    if cfg.get('data_preprocessor') is not None:
-        model_cfg.setdefault('data_preprocessor',
-                             copy.deepcopy(cfg.data_preprocessor))
-    with DefaultScope.overwrite_default_scope(config_scope(cfg)):
-        model = MODELS.build(model_cfg)
+    model = build_task_model(cfg, initialise=False)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     backbone = getattr(model, 'backbone', None)
     name = type(model).__name__

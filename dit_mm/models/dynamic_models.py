@@ -2,8 +2,8 @@
 
 ``DynamicMaskRCNN``, ``DynamicRetinaNet`` (mmdet), ``DynamicEncoderDecoder``
 (mmseg) and ``DynamicImageClassifier`` (mmpretrain) are the stock models plus
-one step: after the task losses, they add what the backbone and the neck report
-through ``aux_losses(data_samples)`` (DiT: ``loss_budget``, and ``flops_ratio``
+one step: after the task losses, they add what a dynamic backbone
+(``DynamicBackbone``) reports through ``aux_losses(data_samples)`` (DiT: ``loss_budget``, and ``flops_ratio``
 for the log; the token-pass ViT: its stop heads' ``loss_aux_*``; the mixed-scale
 ViT: ``loss_scale``), and with ``budget_sampling=dict(sandwich=True)`` the
 task losses of a second, fixed route (``fixed_*``). With the stock model types
@@ -24,12 +24,13 @@ from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS as MMSEG_MODELS
 
 from .backbones.checks import check_batch
+from .backbones.dynamic import DynamicBackbone
 from .data_parallel import mean_over_ranks
 
 
 class AuxLossMixin:
-    """Adds ``aux_losses(data_samples)`` of the backbone and the neck to
-    ``loss()``; ``train_only`` (parameter-name prefixes) freezes the rest."""
+    """Adds a dynamic backbone's ``aux_losses(data_samples)`` to ``loss()``;
+    ``train_only`` (parameter-name prefixes) freezes the rest."""
 
     def __init__(self, *args, train_only: Optional[Sequence[str]] = None,
                  **kwargs):
@@ -40,8 +41,8 @@ class AuxLossMixin:
     def loss(self, inputs, data_samples) -> Dict:
         losses = super().loss(inputs, data_samples)
         losses = self.add_aux_losses(losses, data_samples)
-        sampler = getattr(getattr(self, 'backbone', None), 'budget_sampler',
-                          None)
+        sampler = self.backbone.budget_sampler if isinstance(
+            self.backbone, DynamicBackbone) else None
         if sampler is not None and sampler.sandwich:
             # budget sampling's sandwich: the same batch through a drawn
             # fixed route too, its task losses added
@@ -72,18 +73,15 @@ class AuxLossMixin:
         return loss, type(log_vars)(mean_over_ranks(log_vars))
 
     def add_aux_losses(self, losses: Dict, data_samples) -> Dict:
-        """``losses`` with the backbone's and the neck's own added."""
-        for part in (getattr(self, 'backbone', None),
-                     getattr(self, 'neck', None)):
-            extra = getattr(part, 'aux_losses', None)
-            if extra is None:
-                continue
-            for name, value in extra(data_samples).items():
-                if name in losses:
-                    raise KeyError(f'auxiliary loss {name!r} of '
-                                   f'{type(part).__name__} clashes with a '
-                                   'task loss')
-                losses[name] = value
+        """``losses`` with a dynamic backbone's own added."""
+        if not isinstance(self.backbone, DynamicBackbone):
+            return losses
+        for name, value in self.backbone.aux_losses(data_samples).items():
+            if name in losses:
+                raise KeyError(f'auxiliary loss {name!r} of '
+                               f'{type(self.backbone).__name__} clashes with '
+                               'a task loss')
+            losses[name] = value
         return losses
 
 

@@ -5,8 +5,31 @@ from typing import List, Optional
 from torch import Tensor
 
 
+class RouteStats:
+    """What every dynamic backbone reports of its last forward, whatever its
+    method: the per-image executed FLOPs (``flops``, ``(B,)``) against those
+    of its static network at this input size (``static_flops``), and the
+    fraction of the static network's token work that ran (``kept_fraction``).
+    The tools read these three and nothing method-specific."""
+
+    flops: Tensor
+
+    @property
+    def static_flops(self) -> float:
+        raise NotImplementedError
+
+    @property
+    def flops_fraction(self) -> Tensor:
+        """``(B,)`` executed FLOPs relative to the static network."""
+        return self.flops / self.static_flops
+
+    @property
+    def kept_fraction(self) -> Tensor:
+        raise NotImplementedError
+
+
 @dataclass
-class RoutingInfo:
+class RoutingInfo(RouteStats):
     """Per-image routing statistics of one forward pass.
 
     keep_masks: ``[stage][block]`` ``(B, H, W)`` bool, the tokens that went
@@ -25,9 +48,16 @@ class RoutingInfo:
     expected_fraction: Optional[Tensor] = field(default=None)
 
     @property
-    def flops_fraction(self) -> Tensor:
-        """``(B,)`` realized FLOPs relative to the PVTv2 route."""
-        return self.flops / self.route_flops
+    def static_flops(self) -> float:
+        return self.route_flops
+
+    @property
+    def kept_fraction(self) -> Tensor:
+        """``(B,)`` fraction of all (token, block) pairs computed."""
+        masks = [mask.flatten(1) for stage in self.keep_masks
+                 for mask in stage]
+        kept = sum(mask.sum(1) for mask in masks)
+        return kept.float() / sum(mask.shape[1] for mask in masks)
 
 
 class RoutedFeatures(tuple):
@@ -44,7 +74,7 @@ class RoutedFeatures(tuple):
 
 
 @dataclass
-class TokenPassInfo:
+class TokenPassInfo(RouteStats):
     """Per-image statistics of one token-pass forward.
 
     stop_layer: ``(B, H, W)`` the last layer each patch token went through
@@ -63,9 +93,12 @@ class TokenPassInfo:
     threshold: Optional[float] = None
 
     @property
-    def flops_fraction(self) -> Tensor:
-        """``(B,)`` realized FLOPs relative to the plain ViT."""
-        return self.flops / self.full_flops
+    def static_flops(self) -> float:
+        return self.full_flops
+
+    @property
+    def kept_fraction(self) -> Tensor:
+        return self.keep_fraction
 
     @property
     def keep_fraction(self) -> Tensor:
@@ -101,3 +134,8 @@ class MixedScaleInfo(TokenPassInfo):
     def token_fraction(self) -> Tensor:
         """``(B,)`` patch tokens relative to the all-fine count."""
         return self.num_tokens.float() / self.fine_patches
+
+    @property
+    def kept_fraction(self) -> Tensor:
+        """``(B,)`` the patch tokens' share of the all-fine count."""
+        return self.token_fraction

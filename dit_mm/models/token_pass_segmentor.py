@@ -18,6 +18,7 @@ from mmseg.registry import MODELS as MMSEG_MODELS
 from mmseg.utils import add_prefix
 from torch import Tensor
 
+from .backbones.dynamic import DynamicBackbone
 from .dynamic_models import DynamicEncoderDecoder
 
 
@@ -38,7 +39,7 @@ class TokenPassEncoderDecoder(DynamicEncoderDecoder):
         if unknown:
             raise KeyError(f'distill takes {sorted(allowed)}, got unknown '
                            f'{sorted(unknown)}')
-        if not hasattr(self.backbone, 'budget_scope'):
+        if not isinstance(self.backbone, DynamicBackbone):
             raise TypeError(f'distillation needs a backbone with a full route '
                             f'(budget_scope), not {type(self.backbone).__name__}')
         distill = dict(dict(kl_weight=1.0, feature_weight=1.0,

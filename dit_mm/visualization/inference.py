@@ -1,10 +1,11 @@
 """Run a config's model on image files and draw its routing: the parts
 ``tools/visualize_routing.py`` and :class:`RoutingVisualizationHook` share.
 
-mmdet configs run through ``init_detector``/``inference_detector``, mmseg
-configs through ``init_model``/``inference_model`` and mmpretrain configs
-through ``get_model`` and their test pipeline (chosen by ``default_scope``),
-all on the CPU and in the config's scope.
+The model is built by ``dit_mm.models.builder.build_task_model``; mmdet
+configs then run through ``inference_detector``, mmseg configs through
+``inference_model`` and mmpretrain configs through their test pipeline and
+``test_step`` (chosen by ``default_scope``), all on the CPU and in the
+config's scope.
 """
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -15,6 +16,8 @@ import torch
 from mmengine.registry import DefaultScope
 from torch import nn
 
+from ..models.backbones.dynamic import DynamicBackbone
+from ..models.builder import build_task_model, load_task_weights
 from ..registry import config_scope
 from .routing_overlay import Box, draw_routing_overlay
 
@@ -94,29 +97,38 @@ def without_annotations(pipeline):
 
 
 def build_model(cfg, checkpoint: str) -> Tuple[nn.Module, Infer]:
-    """The model of the config's library with the checkpoint, on the CPU,
-    and a function that runs it on one image file and returns the
-    prediction's metainfo; both in the config's scope."""
+    """The config's model with the checkpoint (``build_task_model``), on
+    the CPU (a backbone that reports no routing is refused first), and a function that runs it on one image file through its
+    library's own inference path and returns the prediction's metainfo;
+    both in the config's scope."""
     scope = config_scope(cfg)
-    with DefaultScope.overwrite_default_scope(scope):
-        if scope == 'mmdet':
-            from mmcv.transforms import Compose
-            from mmdet.apis import inference_detector, init_detector
-            from mmdet.utils import get_test_pipeline_cfg
-            model = init_detector(cfg, checkpoint, palette='random',
-                                  device='cpu')
+    model = build_task_model(cfg, initialise=False)
+    routed_backbone(model, cfg)  # refused before the checkpoint is read
+    load_task_weights(model, checkpoint)
+    model.cfg = cfg  # what mmdet's and mmseg's inference functions read
+    if scope == 'mmdet':
+        from mmcv.transforms import Compose
+        from mmdet.apis import inference_detector
+        from mmdet.utils import get_test_pipeline_cfg
+        with DefaultScope.overwrite_default_scope(scope):
             pipeline = Compose(without_annotations(get_test_pipeline_cfg(cfg)))
 
-            def run(img):
-                return inference_detector(model, img, pipeline).metainfo
-        elif scope == 'mmseg':  # its inference_model drops LoadAnnotations
-            from mmseg.apis import inference_model, init_model
-            model = init_model(cfg, checkpoint, device='cpu')
+        def run(img):
+            return inference_detector(model, img, pipeline).metainfo
+    elif scope == 'mmseg':  # its inference_model drops LoadAnnotations
+        from mmseg.apis import inference_model
 
-            def run(img):
-                return inference_model(model, img).metainfo
-        else:
-            model, run = _pretrain_model(cfg, checkpoint)
+        def run(img):
+            return inference_model(model, img).metainfo
+    else:  # mmpretrain: the config's test pipeline and test_step
+        from mmengine.dataset import Compose, pseudo_collate
+        with DefaultScope.overwrite_default_scope(scope):
+            pipeline = Compose(without_annotations(
+                cfg.test_dataloader.dataset.pipeline))
+
+        def run(img):
+            data = pseudo_collate([pipeline(dict(img_path=str(img)))])
+            return model.test_step(data)[0].metainfo
 
     def infer(img: str) -> dict:
         with DefaultScope.overwrite_default_scope(scope), torch.no_grad():
@@ -125,27 +137,11 @@ def build_model(cfg, checkpoint: str) -> Tuple[nn.Module, Infer]:
     return model, infer
 
 
-def _pretrain_model(cfg, checkpoint: str) -> Tuple[nn.Module, Infer]:
-    """mmpretrain: ``get_model`` (which takes the top-level
-    ``data_preprocessor``) and the config's test pipeline."""
-    from mmengine.dataset import Compose, pseudo_collate
-    from mmpretrain.apis import get_model
-    model = get_model(cfg, pretrained=checkpoint, device='cpu')
-    pipeline = Compose(without_annotations(
-        cfg.test_dataloader.dataset.pipeline))
-
-    def run(img):
-        data = pseudo_collate([pipeline(dict(img_path=str(img)))])
-        return model.test_step(data)[0].metainfo
-
-    return model, run
-
-
 def routed_backbone(model: nn.Module, cfg) -> nn.Module:
     """The model's backbone if it reports its routing (DiT, TokenPassViT,
     MixedScaleViT), else exit naming the backbone's type."""
     backbone = getattr(model, 'backbone', None)
-    if not (hasattr(backbone, 'routing') and hasattr(backbone, 'set_budget')):
+    if not isinstance(backbone, DynamicBackbone):
         name = cfg.model.get('backbone', {}).get('type',
                                                  type(backbone).__name__)
         raise SystemExit(

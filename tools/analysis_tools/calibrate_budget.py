@@ -25,14 +25,14 @@ from mmengine.config import DictAction
 
 import dit_mm  # noqa: F401  (registers modules, safe checkpoint loading)
 from dit_mm.analysis.budget_calibration import (calibrate_average_control,
-                                                calibration_path,
                                                 save_calibration)
 from dit_mm.analysis.report import fmt, markdown_table, quiet_mmengine
-from dit_mm.analysis.task_model import (build_task_model, preprocess,
-                                        val_batches)
+from dit_mm.analysis.task_model import preprocess, val_batches
 from dit_mm.engine.cli import budget_type, load_config, positive_int
 from dit_mm.engine.run_guards import check_test_checkpoint
-from dit_mm.models.backbones.average_budget import AverageBudget
+from dit_mm.models.backbones.average_budget import calibration_path
+from dit_mm.models.backbones.dynamic import DynamicBackbone
+from dit_mm.models.builder import build_task_model
 
 
 def parse_args(argv=None):
@@ -63,7 +63,7 @@ def main(argv=None):
     quiet_mmengine()
     # the file this run writes is not read: with --force it may be stale
     model = build_task_model(cfg, args.checkpoint, calibration=False)
-    if not isinstance(getattr(model, 'backbone', None), AverageBudget):
+    if not isinstance(getattr(model, 'backbone', None), DynamicBackbone):
         raise SystemExit(f'error: the backbone of {args.config} '
                          f'({type(model.backbone).__name__}) takes no budget; '
                          'average budgets are calibrated for DiT, '

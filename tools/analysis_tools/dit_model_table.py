@@ -21,27 +21,28 @@ Per arch it reports
 * realized FLOPs of a forward at 224 under ``set_budget(--budget)`` and under the
   learned decisions of freshly initialised gates;
 * CPU latency at ``--latency-size`` (eval, ``torch.no_grad``, batch 1) of mmdet's
-  PVTv2 and DiT at budgets 1.0 and ``--budget``, timed interleaved round-robin
-  (medians of ``--repeats`` rounds) in the same run, with random gates: the
-  kept tokens spread over the map as trained gates' do (fresh gates tie and
-  keep a contiguous prefix, the best case for gathers).
+  PVTv2 and DiT at budgets 1.0 and ``--budget``, timed by ``benchmark.py
+  --backbone dit:ARCH`` (interleaved round-robin, medians of ``--repeats``
+  rounds, in the same run) with random gates: the kept tokens spread over the
+  map as trained gates' do (fresh gates tie and keep a contiguous prefix, the
+  best case for gathers).
 """
 import argparse
 import json
-import statistics
 import sys
 import warnings
 from pathlib import Path
 
 import torch
 
-from dit_mm.engine.cli import budget_type, positive_int
-from bench_common import (build_pair, environment, fmt, forward_calls,
-                          interleaved_latency, load_average, markdown_table,
-                          num_params, paired_ratio, quiet_mmengine)
+import benchmark  # tools/analysis_tools/benchmark.py: the timing
+from dit_mm.analysis.report import (environment, fmt, load_average,
+                                    markdown_table, quiet_mmengine)
+from dit_mm.analysis.static_peer import static_peer_backbone
 from dit_mm.core.pvt_cost import route_flops
+from dit_mm.engine.cli import budget_type, positive_int
+from dit_mm.models.backbones import DiT
 from dit_mm.models.backbones.dit_archs import ARCHS, resolve_arch
-from dit_mm.models.layers import randomize_gates
 
 # PVTv2 paper (Wang et al., 2022), Table 3: ImageNet-1k classification models.
 PAPER_PARAMS_M = dict(b0=3.4, b1=14.0, b2=25.4, b3=45.2, b4=62.6, b5=82.0)
@@ -99,25 +100,41 @@ def realized(dit, budget, size) -> tuple:
     return float(info.flops_fraction.mean()), float(info.flops.mean()) / 1e9
 
 
-def latency(dit, pvt, budget, size, repeats, warmup) -> dict:
-    pvt_call, dit_call = forward_calls(dit, pvt, torch.randn(1, 3, *size))
-    fns = {'pvt': pvt_call, 'dit_1.0': dit_call(1.0),
-           f'dit_{budget}': dit_call(budget)}
-    times = interleaved_latency(fns, repeats, warmup)
-    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-    low = f'dit_{budget}'
+def latency(arch: str, args) -> dict:
+    """``benchmark.py --backbone dit:ARCH`` at batch 1: mmdet's PVTv2, DiT at
+    budgets 1.0 and ``--budget``, random gates."""
+    h, w = args.latency_size
+    argv = ['--backbone', f'dit:{arch}', '--shape', str(h), str(w),
+            '--budget', '1.0', str(args.budget), '--batch-size', '1',
+            '--repeats', str(args.repeats), '--warmup', str(args.warmup),
+            '--seed', str(args.seed), '--no-progress']
+    if args.threads:
+        argv += ['--threads', str(args.threads)]
+    rows = {r['config']: r for r in benchmark.measure(
+        benchmark.parse_args(argv))['results']}
+    pvt, full, low = (rows[benchmark.PEER], rows['budget 1.0'],
+                      rows[f'budget {args.budget}'])
     return dict(
-        size=list(size), repeats=repeats, warmup=warmup,
-        pvt_ms=med['pvt'], dit_1_ms=med['dit_1.0'], dit_budget_ms=med[low],
-        dit_1_over_pvt=med['dit_1.0'] / med['pvt'],
-        dit_budget_over_pvt=med[low] / med['pvt'],
-        dit_budget_over_dit_1=med[low] / med['dit_1.0'],
-        paired_budget_over_dit_1=paired_ratio(times, low, 'dit_1.0'),
-        times_ms={k: [t * 1e3 for t in v] for k, v in times.items()})
+        size=[h, w], repeats=args.repeats, warmup=args.warmup,
+        pvt_ms=pvt['median_ms'], dit_1_ms=full['median_ms'],
+        dit_budget_ms=low['median_ms'],
+        dit_1_over_pvt=full['ratio_to_peer'],
+        dit_budget_over_pvt=low['ratio_to_peer'],
+        dit_budget_over_dit_1=low['ratio_to_budget1'],
+        paired_budget_over_dit_1=low['paired_ratio_to_budget1'],
+        times_ms={name: rows[name]['times_ms'] for name in rows})
+
+
+def num_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 def measure_arch(arch: str, args) -> dict:
-    dit, pvt = build_pair(arch, args.seed)
+    torch.manual_seed(args.seed)
+    quiet_mmengine()
+    dit = DiT(arch)
+    dit.init_weights()
+    pvt = static_peer_backbone(dit.eval())
     setting = resolve_arch(arch)
     pvt_params = num_params(pvt)
     dit_params = num_params(dit)
@@ -149,9 +166,7 @@ def measure_arch(arch: str, args) -> dict:
     row.update(route_fraction_224=fraction)
     fraction, gflops = realized(dit, None, (224, 224))
     row.update(learned_fraction_224=fraction, learned_gflops_224=gflops)
-    randomize_gates(dit, args.seed)  # kept tokens spread, as trained gates'
-    row['latency'] = None if args.no_latency else latency(
-        dit, pvt, args.budget, args.latency_size, args.repeats, args.warmup)
+    row['latency'] = None if args.no_latency else latency(arch, args)
     print(f'{arch}: done', file=sys.stderr, flush=True)
     return row
 

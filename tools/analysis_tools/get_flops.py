@@ -27,8 +27,9 @@ from mmengine.config import DictAction
 
 import dit_mm  # noqa: F401  (registers modules, safe checkpoint loading)
 from dit_mm.analysis.model_flops import part_names, static_and_dynamic
-from dit_mm.analysis.task_model import (build_task_model, is_dynamic,
-                                        synthetic_batch, val_batches)
+from dit_mm.analysis.task_model import (is_dynamic, synthetic_batch,
+                                        val_batches)
+from dit_mm.models.builder import build_task_model
 from dit_mm.engine.cli import budget_type, load_config, positive_int
 from dit_mm.analysis.report import (fmt, markdown_table, quiet_mmengine,
                                     write_json)

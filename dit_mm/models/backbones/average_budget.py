@@ -8,8 +8,12 @@ same alone as in a batch. ``calibrate_average_control``
 mean executed FLOPs fraction over calibration images is ``r``; the results
 (``budget_calibration``) come from the file beside the checkpoint.
 """
+import json
 import math
+import os.path as osp
 from typing import Dict, Optional, Tuple
+
+from torch import nn
 
 
 class AverageBudget:
@@ -49,3 +53,35 @@ class AverageBudget:
                    'CHECKPOINT --budgets ... first'))
         self.set_budget(None)
         self.set_average_control(self.budget_calibration[budget])
+
+
+def calibration_path(checkpoint: str) -> str:
+    """Where the calibration of ``checkpoint`` is kept: beside it."""
+    return f'{checkpoint}.calibration.json'
+
+
+def attach_calibration(backbone: nn.Module, checkpoint: str) -> bool:
+    """Hand the calibration beside ``checkpoint``, if there is one, to a
+    backbone with an average-budget mode; whether one was handed."""
+    calibration = load_calibration(checkpoint)
+    if not calibration or not isinstance(backbone, AverageBudget):
+        return False
+    backbone.budget_calibration = calibration
+    return True
+
+
+def load_calibration(checkpoint: str) -> Dict[float, float]:
+    """Average budget -> control value from the file beside
+    ``checkpoint`` (empty when there is none)."""
+    path = calibration_path(checkpoint)
+    if not osp.isfile(path):
+        return {}
+    with open(path) as f:
+        data = json.load(f)
+    try:
+        return {float(r['budget']): float(r['control'])
+                for r in data['budgets']}
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f'{path} is not a budget calibration of this '
+                         f'project ({error!r}); remove it or run '
+                         'calibrate_budget.py --force') from None

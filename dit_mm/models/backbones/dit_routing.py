@@ -52,8 +52,8 @@ from ..losses import BudgetLoss
 from ..routing import RoutedFeatures, RoutingInfo
 from ..schedule import check_schedule, scheduled
 from ...core.tokens import keep_top
-from .average_budget import AverageBudget
-from .checks import check_budget, checked_images
+from .dynamic import DynamicBackbone
+from .checks import checked_images
 from .weights import CheckpointRule, read_init_checkpoint
 
 Carry = object  # what one stage hands the next (a map, or tokens and a grid)
@@ -107,7 +107,7 @@ def _unskippable(costs: List[StageCost]) -> float:
     return sum(c.fixed(gated=True) for c in costs)
 
 
-class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
+class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
     """DiT's routing over ``self.stages`` (each with ``blocks`` and ``gates``).
 
     Subclasses build ``self.stages`` and set ``in_channels`` and
@@ -298,7 +298,7 @@ class RoutedBackbone(BaseModule, CheckpointRule, AverageBudget):
         map, the gates) is refused with that minimum. ``None``: the learned
         decisions.
         """
-        self.budget = check_budget(budget)
+        super().set_budget(budget)
 
     def gate_tau(self) -> float:
         """The Gumbel temperature now: scheduled in training, final

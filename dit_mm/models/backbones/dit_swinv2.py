@@ -228,6 +228,11 @@ class DiTSwinV2(RoutedBackbone):
         self._register_learned_keep()
         self._freeze_stages()
 
+    @property
+    def window_mode(self) -> str:
+        """The sparse windowed attention the blocks run (one for all)."""
+        return self.stages[0].blocks[0].window_mode
+
     def set_window_mode(self, mode: str) -> None:
         """The sparse windowed attention of every block (``'whole'`` or
         ``'packed'``), at run time."""

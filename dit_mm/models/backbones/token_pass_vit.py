@@ -23,8 +23,7 @@ of the plain ViT's FLOPs is spent (the heads' own cost included).
 An image's tokens are computed on their own (attention never mixes images,
 nothing is padded), so its result does not depend on the rest of its batch.
 """
-from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +43,7 @@ from ..routing import TokenPassInfo
 from ..schedule import check_schedule, scheduled
 from ...core.tokens import (TokenSelection, fill_tokens, gather_tokens,
                             lowest_mask, scatter_tokens, select_tokens)
-from .average_budget import AverageBudget
+from .dynamic import DynamicBackbone
 from .checks import check_budget, checked_images, stock_check
 from .vit_archs import VIT_ARCH_KEYS, resolve_vit_arch
 from .vit_weights import (detect_vit_layout, resize_pos_embed,
@@ -112,7 +111,7 @@ class _PassState:
 
 
 @register_model
-class TokenPassViT(VisionTransformer, CheckpointRule, AverageBudget):
+class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
     """A ViT (patch 16) with token pass.
 
     Args:
@@ -265,17 +264,7 @@ class TokenPassViT(VisionTransformer, CheckpointRule, AverageBudget):
         that spends at most ``r`` of the plain ViT's FLOPs. ``None``: stop by
         the confidence threshold.
         """
-        self.budget = check_budget(budget)
-
-    @contextmanager
-    def budget_scope(self, budget: Optional[float]) -> Iterator[None]:
-        """``set_budget(budget)`` for the ``with`` block only."""
-        old = self.budget
-        self.set_budget(budget)
-        try:
-            yield
-        finally:
-            self.budget = old
+        super().set_budget(budget)
 
     # the average-budget control: the test-time stop threshold (a higher
     # one stops fewer tokens); 0 stops all a head sees, above 1 none

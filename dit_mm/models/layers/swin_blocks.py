@@ -20,8 +20,9 @@ map). Two sparse forms, chosen by ``window_mode``:
 
 Both then run the output projection, the post-norms and the MLP on the kept
 tokens only. ``'packed'`` is the default: at 512x512 on a CPU it measured
-faster at every budget (``tools/analysis_tools/benchmark_dit_latency.py
---arch swinv2-t`` times both; figures in the README).
+faster at every budget (``tools/analysis_tools/benchmark.py --backbone
+dit-swinv2:t --window-modes packed whole`` times both; figures in the
+README).
 """
 from typing import NamedTuple, Optional, Tuple
 

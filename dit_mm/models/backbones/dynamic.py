@@ -1,0 +1,63 @@
+"""The protocol every dynamic backbone of dit_mm implements (DiT on PVTv2
+and on Swin-v2, the token-pass ViT, the mixed-scale ViT).
+
+The tools, guards, hooks and task models ask ``isinstance(backbone,
+DynamicBackbone)`` and use what is declared here, never ``hasattr``: a
+backbone that is not one is a stock backbone, run as it is.
+"""
+from abc import ABCMeta, abstractmethod
+from contextlib import contextmanager
+from typing import Dict, Iterator, Optional, Sequence
+
+from torch import Tensor
+
+from ..routing import RouteStats
+from .average_budget import AverageBudget
+from .checks import check_budget
+
+
+class DynamicBackbone(AverageBudget, metaclass=ABCMeta):
+    """Mixin of a backbone whose compute is chosen at run time.
+
+    * ``budget``: ``None`` (the learned decisions or threshold), or the
+      fraction of the static network's FLOPs every image spends, 1.0 being
+      the static network itself; ``set_budget`` and ``budget_scope`` set it,
+      ``minimum_budget`` says how low it can go at an input size.
+    * ``routing``: the :class:`~dit_mm.models.routing.RouteStats` of the
+      last forward (executed FLOPs per image against the static network's,
+      the kept fraction), which the measuring tools read.
+    * ``aux_losses(data_samples)``: the method's own losses of the last
+      training forward, which the ``Dynamic*`` task models add.
+    * ``budget_sampler``: the training recipe's draw of a route per
+      iteration (``None``: the learned route at the target only).
+    * The average-budget mode (:class:`AverageBudget`) and the checkpoint
+      rule (``is_optional_weight``: the weights a stock checkpoint lacks).
+    """
+
+    budget: Optional[float] = None
+    routing: Optional[RouteStats] = None
+
+    def set_budget(self, budget: Optional[float]) -> None:
+        """Fix the compute budget at run time (no retraining): see the
+        family's docstring for how its decisions meet it."""
+        self.budget = check_budget(budget)
+
+    @contextmanager
+    def budget_scope(self, budget: Optional[float]) -> Iterator[None]:
+        """``set_budget(budget)`` for the ``with`` block only."""
+        old = self.budget
+        self.set_budget(budget)
+        try:
+            yield
+        finally:
+            self.budget = old
+
+    @abstractmethod
+    def minimum_budget(self, img_hw: Sequence[int]) -> float:
+        """The smallest budget the backbone meets at an input of
+        ``img_hw``: what it computes whatever its decisions."""
+
+    @abstractmethod
+    def aux_losses(self, data_samples=None) -> Dict[str, Tensor]:
+        """The method's losses (and logged values) of the last training
+        forward; empty when there is nothing to add."""
