@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from .output import toy_set
-from .scene import paint, random_shapes, random_size, textured_background
+from .scene import paint_labelled_shapes, random_size, textured_background
 
 BACKGROUND_CLASS = 'wall'
 KIND_TO_CLASS = {'disc': 'ball', 'triangle': 'tent', 'rectangle': 'painting'}
@@ -37,11 +37,9 @@ def make_ade20k(root, seed=0, num_train=64, num_val=16,
             label = np.full((height, width), label_of[BACKGROUND_CLASS],
                             np.uint8)
             side = min(width, height)
-            for shape in random_shapes(rng, width, height,
-                                       int(rng.integers(1, 5)),
-                                       (0.15 * side, 0.4 * side)):
-                mask = paint(image, shape, rng)
-                label[mask] = label_of[KIND_TO_CLASS[shape.kind]]
+            paint_labelled_shapes(image, label, rng, (1, 5),
+                                  (0.15 * side, 0.4 * side),
+                                  lambda kind: label_of[KIND_TO_CLASS[kind]])
             name = f'ADE_{tag}_{k + 1:08d}'
             Image.fromarray(image).save(
                 root / 'images' / folder / f'{name}.jpg', quality=95)

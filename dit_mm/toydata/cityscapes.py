@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from .output import toy_set
-from .scene import paint, random_shapes
+from .scene import paint_labelled_shapes
 
 # trainId -> Cityscapes labelId of the classes the toy scenes use.
 LABEL_IDS = {'road': 7, 'traffic light': 19, 'traffic sign': 20, 'sky': 23,
@@ -54,11 +54,9 @@ def make_cityscapes(root, seed=0, num_train=32, num_val=8,
             image, horizon = _street(rng, width, height)
             label = np.full((height, width), train_id['road'], np.uint8)
             label[:horizon] = train_id['sky']
-            for shape in random_shapes(rng, width, height,
-                                       int(rng.integers(2, 6)),
-                                       (0.15 * height, 0.4 * height)):
-                mask = paint(image, shape, rng)
-                label[mask] = train_id[KIND_TO_CLASS[shape.kind]]
+            paint_labelled_shapes(image, label, rng, (2, 6),
+                                  (0.15 * height, 0.4 * height),
+                                  lambda kind: train_id[KIND_TO_CLASS[kind]])
             stem = f'{city}_{k // len(cities):06d}_000019'
             img_dir = root / 'leftImg8bit' / split / city
             gt_dir = root / 'gtFine' / split / city

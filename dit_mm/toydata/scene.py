@@ -5,7 +5,7 @@ segment and classify them within minutes on a CPU. Shapes never overlap, so an
 instance mask is exactly the painted polygon.
 """
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -107,6 +107,19 @@ def random_shapes(rng: np.random.Generator,
                 boxes.append(box)
                 break
     return shapes
+
+
+def paint_labelled_shapes(image: np.ndarray, label: np.ndarray,
+                          rng: np.random.Generator, counts: Tuple[int, int],
+                          size_range: Tuple[float, float],
+                          class_id: Callable[[str], int]) -> None:
+    """A semantic-segmentation scene: ``rng.integers(*counts)`` random
+    shapes painted onto ``image``, each shape's pixels of ``label`` set to
+    ``class_id(shape.kind)``; both in place."""
+    height, width = label.shape
+    for shape in random_shapes(rng, width, height, int(rng.integers(*counts)),
+                               size_range):
+        label[paint(image, shape, rng)] = class_id(shape.kind)
 
 
 def random_size(rng: np.random.Generator, size_range: Tuple[int, int],

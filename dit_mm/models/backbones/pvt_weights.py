@@ -10,21 +10,15 @@ from collections import OrderedDict
 
 from torch import Tensor
 
-from .weights import StateDict
+from .weights import StateDict, layout_of
 
 
 def detect_layout(state: StateDict) -> str:
     """``'dit'``, ``'mmdet'`` or ``'original'``; a clear error otherwise."""
-    keys = list(state)
-    if any(k.startswith('stages.') for k in keys):
-        return 'dit'
-    if any(k.startswith('layers.0.0.projection') for k in keys):
-        return 'mmdet'
-    if any(k.startswith('patch_embed1.') for k in keys):
-        return 'original'
-    raise KeyError('not a PVTv2 / DiT state dict: none of its keys looks like '
-                   'DiT (stages.*), mmdet PVTv2 (layers.0.0.projection.*) or the '
-                   f'original PVTv2 (patch_embed1.*); first keys: {keys[:5]}')
+    return layout_of(state, [
+        ('dit', 'stages.', 'DiT'),
+        ('mmdet', 'layers.0.0.projection', 'mmdet PVTv2'),
+        ('original', 'patch_embed1.', 'the original PVTv2')], 'PVTv2 / DiT')
 
 
 _MMDET_FFN = {'0': 'fc1', '1': 'dwconv', '4': 'fc2'}

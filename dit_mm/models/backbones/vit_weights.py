@@ -13,7 +13,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from .weights import StateDict
+from .weights import StateDict, layout_of
 
 _TIMM_LAYER = {
     'norm1.': 'ln1.',
@@ -29,14 +29,9 @@ _TIMM_DROPPED = ('head.', 'head_dist.', 'fc_norm.', 'pre_logits.')
 
 def detect_vit_layout(state: StateDict) -> str:
     """``'mmseg'`` or ``'timm'``; a clear error for anything else."""
-    keys = list(state)
-    if any(k.startswith('patch_embed.projection.') for k in keys):
-        return 'mmseg'
-    if any(k.startswith('blocks.0.') for k in keys):
-        return 'timm'
-    raise KeyError('not a ViT state dict: none of its keys looks like mmseg '
-                   'ViT (patch_embed.projection.*) or timm / DeiT '
-                   f'(blocks.0.*); first keys: {keys[:5]}')
+    return layout_of(state, [
+        ('mmseg', 'patch_embed.projection.', 'mmseg ViT'),
+        ('timm', 'blocks.0.', 'timm / DeiT')], 'ViT')
 
 
 def _timm_key(key: str) -> str:

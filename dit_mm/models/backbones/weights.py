@@ -8,7 +8,8 @@ nothing is copied, so a wrong checkpoint leaves the model as it was.
 import os
 import warnings
 from collections import OrderedDict
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import (Callable, Dict, List, Mapping, Optional, Sequence,
+                    Tuple)
 
 import torch
 from mmengine.logging import MMLogger
@@ -61,6 +62,20 @@ def pretrained_to_init_cfg(owner: str, pretrained: Optional[str],
         raise FileNotFoundError(f'{owner} pretrained checkpoint {pretrained} '
                                 'does not exist')
     return dict(type='Pretrained', checkpoint=pretrained)
+
+
+def layout_of(state: StateDict, markers: Sequence[Tuple[str, str, str]],
+              what: str) -> str:
+    """The layout of ``state``: the first of ``markers`` (``(layout, key
+    prefix, description)``) whose prefix one of its keys has; a
+    ``KeyError`` that names every known layout otherwise."""
+    keys = list(state)
+    for layout, prefix, _ in markers:
+        if any(k.startswith(prefix) for k in keys):
+            return layout
+    known = ', '.join(f'{name} ({prefix}*)' for _, prefix, name in markers)
+    raise KeyError(f'not a {what} state dict: none of its keys looks like '
+                   f'{known}; first keys: {keys[:5]}')
 
 
 def read_init_checkpoint(init_cfg: dict) -> StateDict:
