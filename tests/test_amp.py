@@ -15,9 +15,10 @@ from torch import nn
 
 from dit_mm.engine import BF16OptimWrapper
 from dit_mm.models.backbones import DiT, MixedScaleViT, TokenPassViT
-from dit_mm.models.backbones import dit_routing as dit_module
-from dit_mm.models.backbones import mixed_scale_vit as msvit_module
-from dit_mm.models.layers import randomize_gates, straight_through_bernoulli
+from dit_mm.models.dit import routed_backbone as dit_module
+from dit_mm.models.mixed_scale import vit as msvit_module
+from dit_mm.models.common.gates import (randomize_gates,
+                                        straight_through_bernoulli)
 from dit_mm.registry import LIBRARIES, library_registries
 from conftest import run_tool
 from test_mixed_scale_vit import spread_gate

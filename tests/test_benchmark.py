@@ -15,14 +15,14 @@ from dit_mm.analysis.latency import (cpu_peak_memory, interleaved_latency,
                                      latency_stats, paired_ratio, peak_memory,
                                      peak_live_bytes, tensor_bytes)
 from dit_mm.analysis.static_peer import (backbone_difference,
-                                         pvt_state_from_dit, pvt_kwargs,
                                          static_peer_backbone,
                                          with_static_peer)
 from dit_mm.analysis.task_model import (budget, config_input_shape,
                                         config_scope_of, preprocess,
                                         synthetic_batch)
 from dit_mm.models.backbones import DiT, MixedScaleViT, TokenPassViT
-from dit_mm.models.backbones.pvt_weights import to_dit_layout
+from dit_mm.models.dit.pvt_weights import to_dit_layout
+from dit_mm.models.dit.static_peer import pvt_kwargs, pvt_state_from_dit
 from dit_mm.models.builder import build_task_model
 from test_stock_peers import perturb
 

@@ -13,9 +13,9 @@ import torch
 from dit_mm.analysis.budget_calibration import (calibrate_average_control,
                                                 executed_fractions,
                                                 save_calibration)
-from dit_mm.models.backbones.average_budget import (calibration_path,
-                                                   load_calibration)
-from dit_mm.models.layers import randomize_gates
+from dit_mm.models.common.average_budget import (calibration_path,
+                                                 load_calibration)
+from dit_mm.models.common.gates import randomize_gates
 from test_dit_backbone import _dit, _masks
 from test_mixed_scale_vit import small_model as mixed_scale_vit
 from test_token_pass_vit import small_model as token_pass_vit

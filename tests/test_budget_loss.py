@@ -9,7 +9,7 @@ from mmengine.registry import DefaultScope
 
 import dit_mm  # noqa: F401  (registers the models)
 from dit_mm.models.backbones import DiT
-from dit_mm.models.losses import BudgetLoss
+from dit_mm.models.dit.budget_loss import BudgetLoss
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from dit_mm.models.backbones import DiT, MixedScaleViT, TokenPassViT
 from dit_mm.core.budget_allocation import allocate_keep
 from dit_mm.models.budget_sampling import (FULL, LEARNED, BudgetSampler,
                                            build_budget_sampler)
-from dit_mm.models.layers import randomize_gates
+from dit_mm.models.common.gates import randomize_gates
 from dit_mm.core.tokens import keep_top
 
 
@@ -134,7 +134,7 @@ def test_keep_top_cuts_nearest_the_learned_rule():
 
 
 def test_a_token_that_went_down_stays_down_under_a_fixed_budget():
-    from dit_mm.models.backbones.dit_routing import RoutedBackbone, _StageRun
+    from dit_mm.models.dit.routed_backbone import RoutedBackbone, _StageRun
     run = _StageRun(torch.zeros(1, 4, 8))
     keep = RoutedBackbone._fixed_keep(          # token 1 goes down (stay < 0)
         torch.tensor([[2., -1., 3., 1.]]), torch.tensor([[2., 5., -1., 1.]]),

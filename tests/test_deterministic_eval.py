@@ -14,7 +14,7 @@ import torch
 from mmengine.fileio import load
 
 from conftest import CLS_TOY, run_tool
-from dit_mm.models.layers import randomize_gates
+from dit_mm.models.common.gates import randomize_gates
 from test_dit_backbone import _assert_same_masks, _dit, _masks
 
 

@@ -11,7 +11,7 @@ import dit_mm  # noqa: F401  (registers DiT)
 from dit_mm.core.pvt_cost import pvt_stage_costs, route_flops
 from dit_mm.models import RoutedFeatures, RoutingInfo
 from dit_mm.models.backbones import ARCHS, DiT, resolve_arch
-from dit_mm.models.layers import randomize_gates
+from dit_mm.models.common.gates import randomize_gates
 from dit_mm.registry import LIBRARIES, library_registries
 
 

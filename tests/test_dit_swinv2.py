@@ -16,7 +16,7 @@ from dit_mm.analysis.flop_counter import count_flops
 from dit_mm.analysis.static_peer import backbone_difference, static_peer_backbone
 from dit_mm.core.swin_cost import swin_stage_costs
 from dit_mm.models.backbones import DiTSwinV2, resolve_swinv2_arch
-from dit_mm.models.layers import randomize_gates
+from dit_mm.models.common.gates import randomize_gates
 from test_dit_backbone import _masks, assert_sparse_equals_masked
 from test_stock_peers import perturb
 

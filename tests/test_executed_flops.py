@@ -25,7 +25,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from dit_mm.analysis.flop_counter import count_flops
-from dit_mm.models.layers import randomize_gates
+from dit_mm.models.common.gates import randomize_gates
 from test_dit_backbone import _dit
 from test_dit_swinv2 import swin
 from test_mixed_scale_vit import small_model as mixed_scale_vit

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dit_mm.analysis.host_sync import HostSyncCounter
-from dit_mm.models.backbones.checks import checked_images
+from dit_mm.models.common.checks import checked_images
 from dit_mm.models.backbones import (DiT, DiTSwinV2, MixedScaleViT,
                                      TokenPassViT)
 

@@ -73,18 +73,29 @@ def test_every_dynamic_backbone_implements_the_protocol():
     from dit_mm.analysis.task_model import is_dynamic
     from dit_mm.models.backbones import (DiT, DiTSwinV2, MixedScaleViT,
                                          TokenPassViT)
-    from dit_mm.models.backbones.dynamic import DynamicBackbone
+    from dit_mm.models.common.dynamic import DynamicBackbone
     from dit_mm.models.routing import (MixedScaleInfo, RouteStats,
                                        RoutingInfo, TokenPassInfo)
-    for cls in (DiT, DiTSwinV2, TokenPassViT, MixedScaleViT):
+    families = {DiT: 'dit', DiTSwinV2: 'dit', TokenPassViT: 'token_pass',
+                MixedScaleViT: 'mixed_scale'}
+    for cls, family in families.items():
         assert issubclass(cls, DynamicBackbone), cls
         assert not cls.__abstractmethods__, cls
+        # the backbone lives in its family's folder, beside its static peer
+        assert cls.__module__.startswith(f'dit_mm.models.{family}.'), cls
+        assert (ROOT / 'dit_mm' / 'models' / family / 'static_peer.py'
+                ).is_file() or family == 'mixed_scale'
+        assert cls.peer_scope in ('mmdet', 'mmseg', 'mmpretrain')
+        assert cls.peer_name.startswith(cls.peer_scope + ' ')
     for stats in (RoutingInfo, TokenPassInfo, MixedScaleInfo):
         assert issubclass(stats, RouteStats)
 
     class WithoutLosses(BaseModule, DynamicBackbone):
         def minimum_budget(self, img_hw):
             return 0.
+
+        def build_static_peer(self):
+            return None
 
     with pytest.raises(TypeError, match='abstract'):
         WithoutLosses()

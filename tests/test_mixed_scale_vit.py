@@ -16,9 +16,10 @@ from dit_mm.core.mixed_scale_cost import (budget_coarse_count,
                                               mixed_scale_flops)
 from dit_mm.models.backbones import MixedScaleViT
 from dit_mm.models.dynamic_models import freeze_all_but
-from dit_mm.models.layers import region_layout
-from dit_mm.models.losses import (BatchShapingLoss,
-                                  GeneralizedBatchShapingLoss, L1SparsityLoss)
+from dit_mm.models.mixed_scale.tokens import region_layout
+from dit_mm.models.mixed_scale.batch_shaping import (BatchShapingLoss,
+                                                     GeneralizedBatchShapingLoss,
+                                                     L1SparsityLoss)
 from test_token_pass_vit import SMALL, _samples, mmseg_vit, spread_heads
 
 
@@ -168,7 +169,7 @@ def test_set_budget_makes_the_lowest_scoring_regions_coarse(budget):
 
 
 def model_regions(x):
-    from dit_mm.models.layers.mixed_scale_tokens import coarse_pixels
+    from dit_mm.models.mixed_scale.tokens import coarse_pixels
     return coarse_pixels(x, 16, region_layout((8, 8)))
 
 
@@ -349,7 +350,7 @@ def test_generalized_batch_shaping_loss_matches_a_direct_computation():
 
 
 def test_relaxed_bernoulli_prior_puts_mass_mean_above_one_half():
-    from dit_mm.models.losses.batch_shaping import relaxed_bernoulli_cdf
+    from dit_mm.models.mixed_scale.batch_shaping import relaxed_bernoulli_cdf
     cdf = relaxed_bernoulli_cdf(torch.tensor(0.5), torch.tensor(0.3),
                                 torch.tensor(0.7))
     assert float(1 - cdf) == pytest.approx(0.3)

@@ -12,8 +12,8 @@ from mmdet.registry import MODELS
 
 import dit_mm  # noqa: F401  (registers DiT)
 from dit_mm.models.backbones import ARCHS, DiT
-from dit_mm.models.backbones.pvt_weights import detect_layout, to_dit_layout
-from dit_mm.models.backbones.weights import unwrap_state_dict
+from dit_mm.models.dit.pvt_weights import detect_layout, to_dit_layout
+from dit_mm.models.common.weights import unwrap_state_dict
 from test_stock_peers import perturb
 
 

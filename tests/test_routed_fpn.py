@@ -6,7 +6,7 @@ from mmdet.models.necks import FPN
 
 import dit_mm  # noqa: F401  (registers RoutedFPN)
 from dit_mm.models.backbones import DiT
-from dit_mm.models.necks import RoutedFPN
+from dit_mm.models.dit.routed_fpn import RoutedFPN
 
 
 IN_CHANNELS = [32, 64, 160, 256]  # DiT-b0

@@ -32,7 +32,7 @@ from mmseg.models.backbones import VisionTransformer
 
 from dit_mm.models.backbones import (DiT, DiTSwinV2, MixedScaleViT,
                                      TokenPassViT)
-from dit_mm.models.backbones.dit_archs import resolve_arch
+from dit_mm.models.dit.archs import resolve_arch
 
 MMSEG_CONFIGS = Path(mmseg.__file__).parent / '.mim' / 'configs'
 

@@ -14,8 +14,8 @@ from mmengine.structures import PixelData
 
 from dit_mm.core import ViTCost, budget_keep_counts
 from dit_mm.models.backbones import TokenPassViT
-from dit_mm.models.backbones.token_pass_vit import default_head_layers
-from dit_mm.models.layers import packed_attention
+from dit_mm.models.token_pass.vit import default_head_layers
+from dit_mm.models.token_pass.vit_blocks import packed_attention
 from dit_mm.core.tokens import select_tokens
 from test_stock_peers import perturb
 

@@ -22,7 +22,7 @@ from mmengine.runner import Runner
 from torch import nn
 
 from ..registry import config_scope
-from ..models.backbones.dynamic import DynamicBackbone
+from ..models.common.dynamic import DynamicBackbone
 from ..models.builder import model_cfg
 
 DATA_SAMPLES = {

@@ -5,7 +5,7 @@ softmax left out). One Swin-v2 block splits into the part paid for the whole
 (padded) map whichever tokens are computed (the qkv projection and the window
 attention: a kept token needs its whole window's keys and values, and the
 window's attention is computed whole or not at all, see
-``layers/swin_blocks.py``), the continuous position-bias MLP, and the part
+``dit/swin_blocks.py``), the continuous position-bias MLP, and the part
 paid per computed token (output projection and MLP). Dynamic inference saves
 the last; windows with no kept token also skip the first, which this count
 leaves in (an upper bound of what runs).

@@ -24,7 +24,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
-from ..models.backbones.dynamic import DynamicBackbone
+from ..models.common.dynamic import DynamicBackbone
 from ..registry import register_hook
 from ..visualization.inference import (BackboneInputs, ran_once_message,
                                        read_image, sample_picture)

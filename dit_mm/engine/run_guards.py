@@ -26,7 +26,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
-from ..models.backbones.weights import CheckpointRule, key_differences
+from ..models.common.weights import CheckpointRule, key_differences
 from ..models.builder import build_task_model
 from .checkpoint import allowed_globals, load_from_local_safely
 

@@ -16,7 +16,7 @@ from mmengine.runner import load_checkpoint
 from torch import nn
 
 from ..registry import config_scope
-from .backbones.average_budget import attach_calibration
+from .common.average_budget import attach_calibration
 
 
 def model_cfg(cfg: Config) -> Config:

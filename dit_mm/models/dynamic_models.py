@@ -23,8 +23,8 @@ from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS as MMSEG_MODELS
 
-from .backbones.checks import check_batch
-from .backbones.dynamic import DynamicBackbone
+from .common.checks import check_batch
+from .common.dynamic import DynamicBackbone
 from .data_parallel import mean_over_ranks
 
 

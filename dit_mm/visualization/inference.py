@@ -16,7 +16,7 @@ import torch
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from ..models.backbones.dynamic import DynamicBackbone
+from ..models.common.dynamic import DynamicBackbone
 from ..models.builder import build_task_model, load_task_weights
 from ..registry import config_scope
 from .routing_overlay import Box, draw_routing_overlay

@@ -110,9 +110,9 @@ from dit_mm.analysis.task_model import (budget, config_input_shape,
 from dit_mm.engine.cli import budget_type, load_config, positive_int
 from dit_mm.models.backbones import (DiT, DiTSwinV2, MixedScaleViT,
                                      TokenPassViT, resolve_vit_arch)
-from dit_mm.models.backbones.dit_routing import RoutedBackbone
+from dit_mm.models.dit.routed_backbone import RoutedBackbone
 from dit_mm.models.builder import build_task_model
-from dit_mm.models.layers import randomize_gates
+from dit_mm.models.common.gates import randomize_gates
 
 PEER = 'peer'
 MB = 2**20

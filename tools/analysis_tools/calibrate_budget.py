@@ -30,8 +30,8 @@ from dit_mm.analysis.report import fmt, markdown_table, quiet_mmengine
 from dit_mm.analysis.task_model import preprocess, val_batches
 from dit_mm.engine.cli import budget_type, load_config, positive_int
 from dit_mm.engine.run_guards import check_test_checkpoint
-from dit_mm.models.backbones.average_budget import calibration_path
-from dit_mm.models.backbones.dynamic import DynamicBackbone
+from dit_mm.models.common.average_budget import calibration_path
+from dit_mm.models.common.dynamic import DynamicBackbone
 from dit_mm.models.builder import build_task_model
 
 

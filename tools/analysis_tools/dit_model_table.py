@@ -42,7 +42,7 @@ from dit_mm.analysis.static_peer import static_peer_backbone
 from dit_mm.core.pvt_cost import route_flops
 from dit_mm.engine.cli import budget_type, positive_int
 from dit_mm.models.backbones import DiT
-from dit_mm.models.backbones.dit_archs import ARCHS, resolve_arch
+from dit_mm.models.dit.archs import ARCHS, resolve_arch
 
 # PVTv2 paper (Wang et al., 2022), Table 3: ImageNet-1k classification models.
 PAPER_PARAMS_M = dict(b0=3.4, b1=14.0, b2=25.4, b3=45.2, b4=62.6, b5=82.0)

@@ -48,7 +48,7 @@ from dit_mm.analysis.model_flops import measure
 from dit_mm.analysis.report import (environment, fmt, markdown_table,
                                     write_json)
 from dit_mm.analysis.static_peer import peer_name, with_static_peer
-from dit_mm.models.backbones.average_budget import attach_calibration
+from dit_mm.models.common.average_budget import attach_calibration
 from dit_mm.analysis.task_model import (AverageRoute, budget, is_dynamic,
                                         predict_preprocessed, preprocess,
                                         val_batches)

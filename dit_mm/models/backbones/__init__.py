@@ -1,11 +1,9 @@
-from .checks import StockArgumentError, UnknownArchError
-from .dit import DiT
-from .dit_archs import ARCHS, resolve_arch
-from .dit_swinv2 import DiTSwinV2, resolve_swinv2_arch
-from .dynamic import DynamicBackbone
-from .mixed_scale_vit import MixedScaleViT
-from .token_pass_vit import TokenPassViT
-from .vit_archs import VIT_ARCHS, resolve_vit_arch
+"""The backbones, gathered from their families (``dit``, ``token_pass``,
+``mixed_scale``), as ``mmdet.models.backbones`` gathers its own."""
+from ..common import DynamicBackbone, StockArgumentError, UnknownArchError
+from ..dit import ARCHS, DiT, DiTSwinV2, resolve_arch, resolve_swinv2_arch
+from ..mixed_scale import MixedScaleViT
+from ..token_pass import VIT_ARCHS, TokenPassViT, resolve_vit_arch
 
 __all__ = ['ARCHS', 'DiT', 'DiTSwinV2', 'DynamicBackbone', 'MixedScaleViT',
            'StockArgumentError', 'TokenPassViT', 'UnknownArchError',

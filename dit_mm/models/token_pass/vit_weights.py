@@ -13,7 +13,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from .weights import StateDict, layout_of
+from ..common.weights import StateDict, layout_of
 
 _TIMM_LAYER = {
     'norm1.': 'ln1.',

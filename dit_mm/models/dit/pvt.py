@@ -3,7 +3,7 @@
 The routing space is the grid of PVTv2's blocks (``sum(depths)`` layers) over its
 four scales (strides 4 ... 32); a token that goes down reaches the next scale
 through the overlapping patch embedding. The routing itself (gates, budget,
-budget loss, early stopping) is :class:`RoutedBackbone`'s (``dit_routing.py``),
+budget loss, early stopping) is :class:`RoutedBackbone`'s (``routed_backbone.py``),
 shared with the Swin-v2 family. ``set_budget(1.0)`` computes PVTv2 exactly.
 """
 import math
@@ -14,13 +14,15 @@ from torch import Tensor, nn
 
 from ...core.pvt_cost import StageCost, pvt_stage_costs
 from ...registry import register_model
-from ..layers import OverlapPatchEmbed, RoutedPVTBlock, RoutingGate
-from ..layers.pvt_blocks import tokens_to_map
-from .checks import check_only_built, check_out_indices, stock_check
-from .dit_archs import arch_of_pvtv2_args
-from .dit_routing import RoutedBackbone
+from ..common.checks import check_only_built, check_out_indices, stock_check
+from ..common.gates import RoutingGate
+from ..common.static_peer import PeerBuild
+from ..common.weights import StateDict, pretrained_to_init_cfg
+from .archs import arch_of_pvtv2_args
+from .pvt_blocks import OverlapPatchEmbed, RoutedPVTBlock, tokens_to_map
 from .pvt_weights import detect_layout, to_dit_layout
-from .weights import StateDict, pretrained_to_init_cfg
+from .routed_backbone import RoutedBackbone
+from .static_peer import pvt_peer
 
 
 class DiTStage(nn.Module):
@@ -78,6 +80,12 @@ class DiT(RoutedBackbone):
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads DiT, mmdet
             PVTv2 or original PVTv2 weights (key layouts converted).
     """
+
+    peer_scope = 'mmdet'
+    peer_name = 'mmdet PyramidVisionTransformerV2'
+
+    def build_static_peer(self) -> PeerBuild:
+        return pvt_peer(self)
 
     def __init__(self,
                  arch: Union[str, dict, None] = None,

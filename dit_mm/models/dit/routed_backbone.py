@@ -29,7 +29,7 @@ to the learned decisions.
 
 :class:`RoutedBackbone` holds all of that: the gates' decisions, the budget,
 the budget loss, the schedules and the statistics. A family (PVTv2 in
-``dit.py``, Swin-v2 in ``dit_swinv2.py``) gives its stages, how a stage is
+``pvt.py``, Swin-v2 in ``swinv2.py``) gives its stages, how a stage is
 entered and left, its cost model, and blocks with ``forward(x, hw)`` (the
 static block), ``gate_input(x)`` (what the gate reads), ``forward_masked`` and
 ``forward_sparse``.
@@ -43,18 +43,18 @@ from mmengine.model.weight_init import initialize
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...core.pvt_cost import StageCost
 from ...core.budget_allocation import allocate_keep
+from ...core.pvt_cost import StageCost
+from ...core.tokens import keep_top
 from ..budget_sampling import build_budget_sampler
+from ..common.checks import checked_images
+from ..common.dynamic import DynamicBackbone
+from ..common.gates import RoutingGate, straight_through_bernoulli
+from ..common.weights import CheckpointRule, read_init_checkpoint
 from ..data_parallel import global_batch
-from ..layers import RoutingGate, straight_through_bernoulli
-from ..losses import BudgetLoss
 from ..routing import RoutedFeatures, RoutingInfo
 from ..schedule import check_schedule, scheduled
-from ...core.tokens import keep_top
-from .dynamic import DynamicBackbone
-from .checks import checked_images
-from .weights import CheckpointRule, read_init_checkpoint
+from .budget_loss import BudgetLoss
 
 Carry = object  # what one stage hands the next (a map, or tokens and a grid)
 

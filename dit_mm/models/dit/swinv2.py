@@ -5,7 +5,7 @@ The routing space is the grid of Swin-v2's blocks over its four scales
 the PVTv2 family (:class:`RoutedBackbone`). A token that goes down reaches the
 next scale through Swin-v2's patch merging, which runs on the whole (dense)
 map. The blocks are mmpretrain's ``SwinBlockV2`` with skippable tokens
-(``layers/swin_blocks.py``); the module names are mmpretrain's
+(``dit/swin_blocks.py``); the module names are mmpretrain's
 ``SwinTransformerV2``'s, so its state dicts load as they are, and
 ``set_budget(1.0)`` computes it exactly.
 """
@@ -21,11 +21,14 @@ from torch import Tensor, nn
 from ...core.pvt_cost import StageCost
 from ...core.swin_cost import swin_stage_costs
 from ...registry import register_model
-from ..layers import RoutedSwinV2Block, RoutingGate
-from .dit_routing import RoutedBackbone
-from .checks import (UnknownArchError, check_only_built, check_out_indices,
-                     stock_check)
-from .weights import StateDict, pretrained_to_init_cfg
+from ..common.checks import (UnknownArchError, check_only_built,
+                             check_out_indices, stock_check)
+from ..common.gates import RoutingGate
+from ..common.static_peer import PeerBuild
+from ..common.weights import StateDict, pretrained_to_init_cfg
+from .routed_backbone import RoutedBackbone
+from .static_peer import swin_peer
+from .swin_blocks import RoutedSwinV2Block
 
 # mmpretrain's SwinTransformerV2.arch_zoo, less the extra norms of h and g
 SWINV2_ARCHS = {
@@ -139,7 +142,7 @@ class DiTSwinV2(RoutedBackbone):
             with (mmpretrain's; 0: the same as ``window_size``).
         window_mode: the sparse windowed attention, ``'packed'`` (measured
             the faster, see the README) or ``'whole'``
-            (``layers/swin_blocks.py``).
+            (``dit/swin_blocks.py``).
         gate_init: initial logit of both gates (3.0: 95% on the Swin-v2
             route).
         **routing: the routing keywords of :class:`RoutedBackbone`, as for
@@ -149,6 +152,12 @@ class DiTSwinV2(RoutedBackbone):
             ``SwinTransformerV2`` (a classifier's, or a detector's or
             segmentor's with ``backbone.`` keys) or of this model.
     """
+
+    peer_scope = 'mmpretrain'
+    peer_name = 'mmpretrain SwinTransformerV2'
+
+    def build_static_peer(self) -> PeerBuild:
+        return swin_peer(self)
 
     def __init__(self,
                  arch: Union[str, dict] = 'tiny',

@@ -34,22 +34,25 @@ from mmseg.models.backbones import VisionTransformer
 from mmseg.registry import MODELS as MMSEG_MODELS
 from torch import Tensor, nn
 
+from ...core.tokens import (TokenSelection, fill_tokens, gather_tokens,
+                            lowest_mask, scatter_tokens, select_tokens)
 from ...core.vit_cost import ViTCost, budget_keep_counts
 from ...registry import register_model
 from ..budget_sampling import build_budget_sampler
+from ..common.checks import check_budget, checked_images, stock_check
+from ..common.dynamic import DynamicBackbone
+from ..common.static_peer import PeerBuild
+from ..common.weights import (CheckpointRule, StateDict,
+                              pretrained_to_init_cfg, read_init_checkpoint)
 from ..data_parallel import mean_over_ranks
-from ..layers import StopHead, run_packed_layer
 from ..routing import TokenPassInfo
 from ..schedule import check_schedule, scheduled
-from ...core.tokens import (TokenSelection, fill_tokens, gather_tokens,
-                            lowest_mask, scatter_tokens, select_tokens)
-from .dynamic import DynamicBackbone
-from .checks import check_budget, checked_images, stock_check
+from .static_peer import vit_peer
+from .stop_head import StopHead
 from .vit_archs import VIT_ARCH_KEYS, resolve_vit_arch
+from .vit_blocks import run_packed_layer
 from .vit_weights import (detect_vit_layout, resize_pos_embed,
                           to_mmseg_vit_layout)
-from .weights import (CheckpointRule, StateDict, pretrained_to_init_cfg,
-                      read_init_checkpoint)
 
 
 def build_mmseg_module(cfg: dict) -> nn.Module:
@@ -152,6 +155,12 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
             override ``arch``, so a stock mmseg ViT config needs only its
             backbone ``type`` changed.
     """
+
+    peer_scope = 'mmseg'
+    peer_name = 'mmseg VisionTransformer'
+
+    def build_static_peer(self) -> PeerBuild:
+        return vit_peer(self)
 
     def __init__(self,
                  arch='b',

@@ -10,7 +10,7 @@ from collections import OrderedDict
 
 from torch import Tensor
 
-from .weights import StateDict, layout_of
+from ..common.weights import StateDict, layout_of
 
 
 def detect_layout(state: StateDict) -> str:

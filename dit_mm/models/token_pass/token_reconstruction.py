@@ -3,8 +3,8 @@ from typing import Optional, Tuple
 
 from torch import Tensor, nn
 
-from ...registry import register_model
 from ...core.tokens import TokenSelection, fill_tokens, scatter_tokens
+from ...registry import register_model
 
 
 @register_model

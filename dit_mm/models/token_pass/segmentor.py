@@ -18,8 +18,8 @@ from mmseg.registry import MODELS as MMSEG_MODELS
 from mmseg.utils import add_prefix
 from torch import Tensor
 
-from .backbones.dynamic import DynamicBackbone
-from .dynamic_models import DynamicEncoderDecoder
+from ..common.dynamic import DynamicBackbone
+from ..dynamic_models import DynamicEncoderDecoder
 
 
 @MMSEG_MODELS.register_module()

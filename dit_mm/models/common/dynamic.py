@@ -9,11 +9,14 @@ from abc import ABCMeta, abstractmethod
 from contextlib import contextmanager
 from typing import Dict, Iterator, Optional, Sequence
 
-from torch import Tensor
+from mmengine.registry import DefaultScope
+from torch import Tensor, nn
 
 from ..routing import RouteStats
 from .average_budget import AverageBudget
 from .checks import check_budget
+from .static_peer import PeerBuild
+from .weights import load_checked
 
 
 class DynamicBackbone(AverageBudget, metaclass=ABCMeta):
@@ -30,12 +33,16 @@ class DynamicBackbone(AverageBudget, metaclass=ABCMeta):
       training forward, which the ``Dynamic*`` task models add.
     * ``budget_sampler``: the training recipe's draw of a route per
       iteration (``None``: the learned route at the target only).
+    * ``static_peer()``: the stock backbone it stands for (``peer_name``,
+      of the library ``peer_scope``), with its settings and weights.
     * The average-budget mode (:class:`AverageBudget`) and the checkpoint
       rule (``is_optional_weight``: the weights a stock checkpoint lacks).
     """
 
     budget: Optional[float] = None
     routing: Optional[RouteStats] = None
+    peer_scope: str  # the library of the stock class: 'mmdet', ...
+    peer_name: str  # its name in reports: 'mmdet PyramidVisionTransformerV2'
 
     def set_budget(self, budget: Optional[float]) -> None:
         """Fix the compute budget at run time (no retraining): see the
@@ -61,3 +68,24 @@ class DynamicBackbone(AverageBudget, metaclass=ABCMeta):
     def aux_losses(self, data_samples=None) -> Dict[str, Tensor]:
         """The method's losses (and logged values) of the last training
         forward; empty when there is nothing to add."""
+
+    @abstractmethod
+    def build_static_peer(self) -> PeerBuild:
+        """The stock module built with this backbone's settings, the state
+        dict that gives it these weights, and the keys left out."""
+
+    def static_peer(self) -> nn.Module:
+        """The stock backbone of this size with these weights, on this
+        backbone's device, in eval mode. ``peer.dynamic_only_keys`` lists
+        the tensors that were not carried (gates, stop heads, scale gate);
+        every other tensor is, and every tensor of the peer is loaded (a
+        mismatch is a ``ValueError`` naming the keys)."""
+        with DefaultScope.overwrite_default_scope(self.peer_scope):
+            peer, state, dynamic = self.build_static_peer()
+        load_checked(peer, state, f'{type(self).__name__} weights',
+                     type(self).__name__)
+        reference = next(self.parameters())
+        peer.to(device=reference.device, dtype=reference.dtype)
+        peer.eval()  # mmseg's ViT returns None from train()
+        peer.dynamic_only_keys = dynamic
+        return peer

@@ -1,7 +1,7 @@
 """PVTv2's variants (b0-b5), the routing space DiT is built on."""
 from typing import Dict, List, Union
 
-from .checks import stock_check
+from ..common.checks import stock_check
 
 ARCH_KEYS = ('embed_dims', 'depths', 'num_heads', 'sr_ratios', 'mlp_ratios',
              'patch_sizes', 'strides')

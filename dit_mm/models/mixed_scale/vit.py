@@ -29,20 +29,19 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...core.mixed_scale_cost import budget_coarse_count
+from ...core.tokens import (gather_tokens, lowest_mask, scatter_tokens,
+                            select_tokens)
 from ...core.vit_cost import budget_keep_counts
 from ...registry import register_model
 from ..budget_sampling import FULL
-from ..layers import straight_through_bernoulli
-from ..layers.mixed_scale_tokens import (RegionLayout, coarse_pixels,
-                                         on_fine_grid, patch_pixels,
-                                         region_layout)
-from ..layers.scale_gate import ScaleGate
+from ..common.gates import straight_through_bernoulli
 from ..data_parallel import global_batch
 from ..routing import MixedScaleInfo
 from ..schedule import check_schedule, scheduled
-from ...core.tokens import (gather_tokens, lowest_mask, scatter_tokens,
-                            select_tokens)
-from .token_pass_vit import TokenPassViT, _PassState, build_mmseg_module
+from ..token_pass.vit import TokenPassViT, _PassState, build_mmseg_module
+from .scale_gate import ScaleGate
+from .tokens import (RegionLayout, coarse_pixels, on_fine_grid, patch_pixels,
+                     region_layout)
 
 
 @register_model

@@ -1,3 +1,0 @@
-from .routed_fpn import RoutedFPN
-
-__all__ = ['RoutedFPN']
