@@ -8,7 +8,6 @@ import argparse
 import datetime
 import os
 import os.path as osp
-from typing import Callable
 
 import torch
 from mmengine.config import Config, DictAction
@@ -18,12 +17,8 @@ from mmengine.runner import Runner
 from ..registry import config_scope
 
 
-def parse_tool_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """Add the options train.py and test.py share, as in mmdet's tools,
-    parse, and give torch.distributed the local rank a launcher passed."""
-    parser.add_argument('--work-dir', help='the dir to save logs, models '
-                        "and metrics (default: the config's work_dir, else "
-                        'work_dirs/<config name>)')
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """The options train.py and test.py share, as in mmdet's tools."""
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, xxx=yyy in key=value form')
@@ -31,21 +26,13 @@ def parse_tool_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_tool_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse, and give torch.distributed the local rank a launcher passed."""
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
-
-
-def runner_of(args: argparse.Namespace,
-              apply_args: Callable[[Config, argparse.Namespace], None],
-              check: Callable[[Config], None]) -> Runner:
-    """The runner of a tool's ``args.config``: the config loaded, the
-    tool's options applied, ``check`` run before anything is written (the
-    work dir, the checkpoint), then built in its process group."""
-    cfg = load_config(args.config, args.cfg_options, args.launcher)
-    apply_args(cfg, args)
-    check(cfg)
-    return build_runner(cfg)
 
 
 def build_runner(cfg: Config) -> Runner:

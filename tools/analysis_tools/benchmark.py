@@ -213,7 +213,6 @@ class Subject:
     """What is timed: the task model (or :class:`BackboneOnly`), the parts
     timed, the input size and where it came from, the scope its peer is
     built in, and the preprocessed batch of each batch size."""
-    name: str
     model: nn.Module
     parts: Tuple[str, ...]
     shape: Tuple[int, int]
@@ -240,7 +239,7 @@ def config_subject(args) -> Subject:
             'compares a dynamic backbone (DiT, TokenPassViT, MixedScaleViT) '
             "with its static peer. Time a stock model with its library's "
             'own tools.')
-    return Subject(args.config, model, ('backbone', 'model'), shape,
+    return Subject(model, ('backbone', 'model'), shape,
                    shape_source, functools.partial(config_scope_of, cfg),
                    lambda size: preprocess(model, synthetic_batch(
                        cfg, shape, size, seed=args.seed)))
@@ -270,7 +269,7 @@ def backbone_subject(args) -> Subject:
         return dict(inputs=torch.randn(size, 3, *shape, generator=gen).to(
             args.device))
 
-    return Subject(args.backbone, model.eval(), ('backbone', ), shape,
+    return Subject(model.eval(), ('backbone', ), shape,
                    '--shape' if args.shape else 'default',
                    contextlib.nullcontext, batch)
 
