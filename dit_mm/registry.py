@@ -6,9 +6,10 @@ them needs only ``custom_imports=dict(imports=['dit_mm'])`` and ``type='Name'``
 (or the scoped ``'mmdet.Name'``).
 """
 import importlib
-from typing import Callable, List
+from contextlib import contextmanager
+from typing import Callable, Iterator, List
 
-from mmengine.registry import Registry
+from mmengine.registry import DefaultScope, Registry
 
 LIBRARIES = ('mmdet', 'mmseg', 'mmpretrain')
 
@@ -21,6 +22,14 @@ def config_scope(cfg) -> str:
             f'config default_scope is {scope!r}; dit_mm tools run configs of '
             f'{", ".join(LIBRARIES)} (set default_scope in the config)')
     return scope
+
+
+@contextmanager
+def config_scope_of(cfg) -> Iterator[str]:
+    """The config's ``default_scope`` as the current mmengine scope."""
+    scope = config_scope(cfg)
+    with DefaultScope.overwrite_default_scope(scope):
+        yield scope
 
 
 def library_registries(kind: str) -> List[Registry]:

@@ -18,12 +18,12 @@ from dit_mm.analysis.static_peer import (backbone_difference,
                                          static_peer_backbone,
                                          with_static_peer)
 from dit_mm.analysis.task_model import (budget, config_input_shape,
-                                        config_scope_of, preprocess,
-                                        synthetic_batch)
+                                        preprocess, synthetic_batch)
 from dit_mm.models.backbones import DiT, MixedScaleViT, TokenPassViT
 from dit_mm.models.dit.pvt_weights import to_dit_layout
 from dit_mm.models.dit.static_peer import pvt_kwargs, pvt_state_from_dit
 from dit_mm.models.builder import build_task_model
+from dit_mm.registry import config_scope_of
 from test_stock_peers import perturb
 
 TOOL = 'tools/analysis_tools/benchmark.py'

@@ -3,8 +3,8 @@ budget it runs at: what the measuring tools (FLOPs, latency, budget sweeps)
 share.
 
 Every library (mmdet, mmseg, mmpretrain) is handled the same way: the model is
-built by ``dit_mm.models.builder.build_task_model``, a batch is a data dict as the val dataloader
-gives it (``inputs`` uint8 images, ``data_samples`` with their metainfo),
+built by ``dit_mm.models.builder.build_task_model``, a batch is a data dict as
+the val dataloader gives it (``inputs`` uint8 images, ``data_samples`` with their metainfo),
 :func:`preprocess` runs the model's own data preprocessor and
 :func:`predict_preprocessed` then ``mode='predict'``, so post-processing (NMS,
 resizing the logits back) is part of what is measured, as it is of what a
@@ -17,11 +17,10 @@ from typing import Dict, Iterator, List, Sequence
 
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from torch import nn
 
-from ..registry import config_scope
+from ..registry import config_scope, config_scope_of
 from ..models.common.dynamic import DynamicBackbone
 from ..models.builder import model_cfg
 
@@ -30,14 +29,6 @@ DATA_SAMPLES = {
     'mmseg': ('mmseg.structures', 'SegDataSample'),
     'mmpretrain': ('mmpretrain.structures', 'DataSample'),
 }
-
-
-@contextmanager
-def config_scope_of(cfg: Config) -> Iterator[str]:
-    """The config's ``default_scope`` as the current mmengine scope."""
-    scope = config_scope(cfg)
-    with DefaultScope.overwrite_default_scope(scope):
-        yield scope
 
 
 def data_sample_type(cfg: Config) -> type:

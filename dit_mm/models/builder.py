@@ -11,11 +11,11 @@ import copy
 from typing import Callable, Optional
 
 from mmengine.config import Config
-from mmengine.registry import MODELS, DefaultScope
+from mmengine.registry import MODELS
 from mmengine.runner import load_checkpoint
 from torch import nn
 
-from ..registry import config_scope
+from ..registry import config_scope_of
 from .common.average_budget import attach_calibration
 
 
@@ -42,7 +42,7 @@ def build_task_model(cfg: Config, checkpoint: Optional[str] = None,
     mcfg = model_cfg(cfg)
     if override is not None:
         override(mcfg)
-    with DefaultScope.overwrite_default_scope(config_scope(cfg)):
+    with config_scope_of(cfg):
         model = MODELS.build(mcfg)
         if checkpoint is not None:
             load_task_weights(model, checkpoint, calibration)

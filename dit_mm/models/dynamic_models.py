@@ -3,11 +3,12 @@
 ``DynamicMaskRCNN``, ``DynamicRetinaNet`` (mmdet), ``DynamicEncoderDecoder``
 (mmseg) and ``DynamicImageClassifier`` (mmpretrain) are the stock models plus
 one step: after the task losses, they add what a dynamic backbone
-(``DynamicBackbone``) reports through ``aux_losses(data_samples)`` (DiT: ``loss_budget``, and ``flops_ratio``
-for the log; the token-pass ViT: its stop heads' ``loss_aux_*``; the mixed-scale
-ViT: ``loss_scale``), and with ``budget_sampling=dict(sandwich=True)`` the
-task losses of a second, fixed route (``fixed_*``). With the stock model types
-a dynamic backbone still trains, without its own losses. In a data-parallel run they log the losses
+(``DynamicBackbone``) reports through ``aux_losses(data_samples)`` (DiT:
+``loss_budget``, and ``flops_ratio`` for the log; the token-pass ViT: its stop
+heads' ``loss_aux_*``; the mixed-scale ViT: ``loss_scale``), and with
+``budget_sampling=dict(sandwich=True)`` the task losses of a second, fixed
+route (``fixed_*``). With the stock model types a dynamic backbone still
+trains, without its own losses. In a data-parallel run they log the losses
 averaged over the processes, as one process on the global batch would.
 
 ``train_only=['backbone.scale_gate', ...]`` freezes every other parameter when

@@ -98,9 +98,10 @@ def without_annotations(pipeline):
 
 def build_model(cfg, checkpoint: str) -> Tuple[nn.Module, Infer]:
     """The config's model with the checkpoint (``build_task_model``), on
-    the CPU (a backbone that reports no routing is refused first), and a function that runs it on one image file through its
-    library's own inference path and returns the prediction's metainfo;
-    both in the config's scope."""
+    the CPU (a backbone that reports no routing is refused first), and a
+    function that runs it on one image file through its library's own
+    inference path and returns the prediction's metainfo; both in the
+    config's scope."""
     scope = config_scope(cfg)
     model = build_task_model(cfg, initialise=False)
     routed_backbone(model, cfg)  # refused before the checkpoint is read

@@ -105,13 +105,14 @@ from dit_mm.analysis.static_peer import (attend_with_sdpa,
                                          backbone_difference, peer_name,
                                          with_static_peer)
 from dit_mm.analysis.task_model import (budget, config_input_shape,
-                                        config_scope_of, is_dynamic,
-                                        preprocess, synthetic_batch)
+                                        is_dynamic, preprocess,
+                                        synthetic_batch)
 from dit_mm.engine.cli import budget_type, load_config, positive_int
 from dit_mm.models.backbones import (DiT, DiTSwinV2, MixedScaleViT,
                                      TokenPassViT, resolve_vit_arch)
 from dit_mm.models.dit.routed_backbone import RoutedBackbone
 from dit_mm.models.builder import build_task_model
+from dit_mm.registry import config_scope_of
 from dit_mm.models.common.gates import randomize_gates
 
 PEER = 'peer'

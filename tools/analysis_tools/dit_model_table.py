@@ -125,10 +125,6 @@ def latency(arch: str, args) -> dict:
         times_ms={name: rows[name]['times_ms'] for name in rows})
 
 
-def num_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def measure_arch(arch: str, args) -> dict:
     torch.manual_seed(args.seed)
     quiet_mmengine()
@@ -136,9 +132,9 @@ def measure_arch(arch: str, args) -> dict:
     dit.init_weights()
     pvt = static_peer_backbone(dit.eval())
     setting = resolve_arch(arch)
-    pvt_params = num_params(pvt)
-    dit_params = num_params(dit)
-    gate_params = sum(num_params(s.gates) for s in dit.stages)
+    pvt_params = benchmark.num_params(pvt)
+    dit_params = benchmark.num_params(dit)
+    gate_params = sum(benchmark.num_params(s.gates) for s in dit.stages)
     head = setting['embed_dims'][-1] * 1000 + 1000
     row = dict(
         arch=arch,
