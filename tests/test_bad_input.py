@@ -23,7 +23,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 from conftest import CLS_TOY, ONE_ITER, ROOT, load_tool, run_tool
-from dit_mm.engine.cli import apply_train_args, load_config
+from dit_mm.engine.cli import apply_train_args, load_config, tool_config
 from dit_mm.engine.data_errors import EmptyDatasetError, ImageFileError
 from dit_mm.engine.run_guards import (CheckpointMismatchError,
                                       WorkDirInUseError, check_train_run)
@@ -73,10 +73,7 @@ def call_tool(tool, monkeypatch, *argv):
 def train_cfg(monkeypatch, *argv) -> Config:
     """The config tools/train.py would check, for inputs that pass."""
     monkeypatch.setattr(sys, 'argv', ['train.py', *map(str, argv)])
-    args = TRAIN.parse_args()
-    cfg = load_config(args.config, args.cfg_options, args.launcher)
-    apply_train_args(cfg, args)
-    return cfg
+    return tool_config(TRAIN.parse_args(), apply_train_args)
 
 
 # ------------------------------------------------ arch, budget, out_indices

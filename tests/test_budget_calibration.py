@@ -42,12 +42,10 @@ def test_dit_offset_zero_is_the_learned_route():
     model, x = dit(), images(1)[0]
     with torch.no_grad():
         model.set_budget(None)
-        model(x)
-        learned = [m.clone() for m in _masks(model.routing)]
+        learned = [m.clone() for m in _masks(model(x).stats)]
         model.set_average_control(0.0)
-        model(x)
-    assert all(torch.equal(a, b)
-               for a, b in zip(learned, _masks(model.routing)))
+        stats = model(x).stats
+    assert all(torch.equal(a, b) for a, b in zip(learned, _masks(stats)))
 
 
 @pytest.mark.parametrize('name', list(BACKBONES))
@@ -74,8 +72,8 @@ def test_calibrated_control_meets_the_average_and_images_spend_differently(
     # decided per token: an image spends the same alone and in a batch
     alone = executed_fractions(model, xs[:2], result['control'])
     with torch.no_grad():
-        model(torch.cat(xs[:2]))
-    assert model.routing.flops_fraction.tolist() == pytest.approx(alone)
+        stats = model(torch.cat(xs[:2])).stats
+    assert stats.flops_fraction.tolist() == pytest.approx(alone)
     with pytest.raises(ValueError, match="out of reach of .*'s control"):
         calibrate_average_control(model, xs, low / 2)
 

@@ -89,40 +89,38 @@ def test_aux_losses_in_training_only():
     torch.manual_seed(0)
     model = _dit(budget_loss=dict(target=0.5, weight=2.0))
     x = torch.randn(2, 3, 64, 64)
-    assert model.aux_losses() == {}  # no forward yet
+    assert model.aux_losses(None) == {}  # no forward yet
     model.train()
-    model(x)
-    aux = model.aux_losses()
+    stats = model(x).stats
+    aux = model.aux_losses(stats)
     assert set(aux) == {'loss_budget', 'flops_ratio', 'budget_weight',
                         'gumbel_tau'}
     assert aux['budget_weight'].item() == 2.0 and aux['gumbel_tau'] == 1.0
-    expected = model.routing.expected_fraction
+    expected = stats.expected_fraction
     assert expected.shape == (2, )
     torch.testing.assert_close(aux['loss_budget'],
                                2.0 * (expected.mean() - 0.5)**2)
     assert aux['loss_budget'].requires_grad
     assert not aux['flops_ratio'].requires_grad
     torch.testing.assert_close(
-        aux['flops_ratio'],
-        model.routing.flops_fraction.mean().float())
+        aux['flops_ratio'], stats.flops_fraction.mean().float())
     # new gates keep ~95% of the tokens: well above the 0.5 target
     assert aux['loss_budget'].item() > 0.05
 
     model.eval()
     with torch.no_grad():
-        model(x)
-    assert model.aux_losses() == {}
+        stats = model(x).stats
+    assert model.aux_losses(stats) == {}
     # a fixed budget in training gives no budget loss either
     model.train()
     model.set_budget(0.5)
-    model(x)
-    assert model.aux_losses() == {}
+    assert model.aux_losses(model(x).stats) == {}
 
     plain = _dit()
     plain.train()
-    plain(x)
-    assert plain.routing.expected_fraction is not None
-    assert plain.aux_losses() == {}
+    stats = plain(x).stats
+    assert stats.expected_fraction is not None
+    assert plain.aux_losses(stats) == {}
 
 
 def test_gumbel_temperature_follows_its_schedule_in_training(message_hub):
@@ -135,8 +133,8 @@ def test_gumbel_temperature_follows_its_schedule_in_training(message_hub):
         taus.append(model.gate_tau())
     assert taus == [5.0, 5.0, 3.0, 1.0, 1.0]
     message_hub.update_info('iter', 4)
-    model(torch.randn(1, 3, 64, 64))
-    assert model.aux_losses()['gumbel_tau'].item() == 3.0
+    stats = model(torch.randn(1, 3, 64, 64)).stats
+    assert model.aux_losses(stats)['gumbel_tau'].item() == 3.0
     assert model.eval().gate_tau() == 1.0  # the final one at test time
     with pytest.raises(KeyError, match='gumbel_tau_schedule takes'):
         _dit(gumbel_tau_schedule=dict(end=5))  # no start
@@ -152,9 +150,9 @@ def test_without_gumbel_noise_training_decisions_repeat():
         masks = []
         for seed in (1, 2):
             torch.manual_seed(seed)
-            model(x)
+            stats = model(x).stats
             masks.append(torch.cat([m.flatten() for stage in
-                                    model.routing.keep_masks for m in stage]))
+                                    stats.keep_masks for m in stage]))
         assert torch.equal(masks[0], masks[1]) == same, noise
 
 
@@ -162,8 +160,8 @@ def test_budget_loss_gradient_reaches_every_gate():
     torch.manual_seed(0)
     model = _dit(budget_loss=dict(target=0.3, weight=1.0))
     model.train()
-    model(torch.randn(2, 3, 64, 64))
-    model.aux_losses()['loss_budget'].backward()
+    stats = model(torch.randn(2, 3, 64, 64)).stats
+    model.aux_losses(stats)['loss_budget'].backward()
     for i, stage in enumerate(model.stages):
         for j, gate in enumerate(stage.gates):
             assert gate.fc.weight.grad is not None, (i, j)
@@ -184,15 +182,13 @@ def test_budget_loss_lowers_flops_when_trained():
     gates = [p for n, p in model.named_parameters() if '.gates.' in n]
     optim = torch.optim.SGD(gates, lr=5.0)
     x = torch.randn(1, 3, 32, 32)
-    model(x)
-    start = model.routing.expected_fraction.item()
+    start = model(x).stats.expected_fraction.item()
     for _ in range(5):
         optim.zero_grad()
-        model(x)
-        model.aux_losses()['loss_budget'].backward()
+        stats = model(x).stats
+        model.aux_losses(stats)['loss_budget'].backward()
         optim.step()
-    model(x)
-    assert model.routing.expected_fraction.item() < start - 0.05
+    assert model(x).stats.expected_fraction.item() < start - 0.05
 
 
 # --------------------------------------------------------- dynamic models
@@ -236,7 +232,8 @@ def test_aux_loss_name_clash_raises(monkeypatch):
     model = _classifier()
     # a backbone's own loss that reuses the head's loss name
     monkeypatch.setattr(model.backbone, 'aux_losses',
-                        lambda data_samples=None: dict(loss=torch.tensor(0.)))
+                        lambda stats, data_samples=None: dict(
+                            loss=torch.tensor(0.)))
     model.train()
     with pytest.raises(KeyError, match="'loss' of DiT clashes"):
         model.loss(torch.randn(2, 3, 64, 64), _samples([0, 1]))

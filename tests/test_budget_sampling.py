@@ -72,10 +72,10 @@ def test_a_training_forward_runs_the_drawn_route_and_trains_every_gate(draw):
     hub.update_info('iter', iteration)
     try:
         out = model(torch.randn(2, 3, 64, 64))
-        losses = model.aux_losses()
+        losses = model.aux_losses(out.stats)
     finally:
         hub.update_info('iter', 0)
-    fraction = model.routing.flops_fraction
+    fraction = out.stats.flops_fraction
     if draw == 'learned':
         assert 'loss_budget' in losses  # the learned route's budget loss
     else:
@@ -95,8 +95,8 @@ def test_a_training_forward_runs_the_drawn_route_and_trains_every_gate(draw):
     model.eval()
     model.set_budget(0.5)
     with torch.no_grad():
-        model(torch.randn(1, 3, 64, 64))
-    assert model.routing.flops_fraction.item() == pytest.approx(0.5, abs=0.03)
+        stats = model(torch.randn(1, 3, 64, 64)).stats
+    assert stats.flops_fraction.item() == pytest.approx(0.5, abs=0.03)
 
 
 # ------------------------------------------------ the fixed budget's allocation
@@ -148,9 +148,11 @@ def test_a_token_that_went_down_stays_down_under_a_fixed_budget():
 
 
 def _learned_masks(model, x):
+    """The keep masks of an eval forward of ``model`` on ``x``, and its
+    statistics."""
     with torch.no_grad():
-        model(x)
-    return [m for stage in model.routing.keep_masks for m in stage]
+        stats = model(x).stats
+    return [m for stage in stats.keep_masks for m in stage], stats
 
 
 def test_learned_keep_follows_training_and_the_budget_at_its_share_is_it():
@@ -161,9 +163,9 @@ def test_learned_keep_follows_training_and_the_budget_at_its_share_is_it():
     randomize_gates(model, seed=3, bias=0.)
     x = torch.randn(1, 3, 96, 64)
     model.eval()
-    masks = _learned_masks(model, x)
+    masks, stats = _learned_masks(model, x)
     shares = [m.float().mean().item() for m in masks]
-    learned = model.routing.flops_fraction.item()
+    learned = stats.flops_fraction.item()
     assert 0.3 < learned < 0.9 and len(set(shares)) > 3
     # one training forward of the learned route (no noise: the test-time
     # decisions) records what each block keeps
@@ -175,9 +177,9 @@ def test_learned_keep_follows_training_and_the_budget_at_its_share_is_it():
     # a fixed budget at the learned decisions' own cost runs them
     model.eval()
     model.set_budget(learned)
-    fixed = _learned_masks(model, x)
+    fixed, stats = _learned_masks(model, x)
     assert all(torch.equal(a, b) for a, b in zip(fixed, masks))
-    assert model.routing.flops_fraction.item() == pytest.approx(learned)
+    assert stats.flops_fraction.item() == pytest.approx(learned)
     # the allocation rides in the checkpoint; a stock one has none
     state = model.state_dict()
     assert {'learned_keep', 'learned_keep_steps'} <= set(state)
@@ -188,11 +190,11 @@ def test_learned_keep_follows_training_and_the_budget_at_its_share_is_it():
         learned_keep_steps=torch.zeros((), dtype=torch.long)))
     fresh.eval().set_budget(learned)
     # without the profile every block keeps the same share: another route
-    uniform = _learned_masks(fresh, x)
+    uniform, _ = _learned_masks(fresh, x)
     assert not all(torch.equal(a, b) for a, b in zip(uniform, masks))
     fresh.load_state_dict(state)  # a new profile: not the allocation cached
-    assert all(torch.equal(a, b) for a, b in zip(_learned_masks(fresh, x),
-                                                  masks))
+    again, _ = _learned_masks(fresh, x)
+    assert all(torch.equal(a, b) for a, b in zip(again, masks))
 
 
 # ------------------------------------------------------------- the two ViTs
@@ -216,8 +218,8 @@ def test_the_vits_refuse_below_their_minimum_and_sample_above_it(cls, kwargs):
     x = torch.randn(1, 3, 64, 80)
     model.set_budget(minimum + 1e-4)
     with torch.no_grad():
-        model(x)
-    assert model.routing.flops_fraction.item() <= minimum + 1e-4
+        stats = model(x).stats
+    assert stats.flops_fraction.item() <= minimum + 1e-4
     model.set_budget(minimum - 1e-3)
     with pytest.raises(ValueError, match='below what'), torch.no_grad():
         model(x)
@@ -233,7 +235,7 @@ def test_the_vits_refuse_below_their_minimum_and_sample_above_it(cls, kwargs):
         finally:
             hub.update_info('iter', 0)
         assert model.budget == minimum - 1e-3
-        fraction = model.routing.flops_fraction.item()
+        fraction = out.stats.flops_fraction.item()
         if draw == 'fixed':
             budget = BudgetSampler().draw(iteration, minimum)
             assert minimum <= budget and budget - 0.1 < fraction <= budget
@@ -280,13 +282,14 @@ def test_a_sandwich_iteration_trains_the_learned_route_and_a_drawn_one():
     hub.update_info('iter', iteration)
     samples = [DataSample().set_gt_label(label) for label in (1, 3)]
     try:
-        losses = model.loss(torch.randn(2, 3, 64, 64), samples)
+        with model.backbone.recording() as record:
+            losses = model.loss(torch.randn(2, 3, 64, 64), samples)
     finally:
         hub.update_info('iter', 0)
     # the learned route's losses, its budget loss, and the second route's
     assert {'loss', 'loss_budget', 'fixed_loss'} <= set(losses)
     assert losses['fixed_loss'].item() != losses['loss'].item()
     # the second forward ran the drawn budget
-    assert model.backbone.routing.flops_fraction.min().item() == \
+    assert record.stats.flops_fraction.min().item() == \
         pytest.approx(budget, abs=0.05)
     model.parse_losses(losses)[0].backward()  # both routes train

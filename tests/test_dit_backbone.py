@@ -113,8 +113,8 @@ def test_forward_shapes_on_pvtv2_route(arch, size):
     for out, dims, hw in zip(outs, ARCHS[arch]['embed_dims'], hws):
         assert out.shape == (1, dims, *hw)
         assert torch.isfinite(out).all()
-    routing = model.routing
-    assert isinstance(routing, RoutingInfo) and outs.routing is routing
+    routing = outs.stats
+    assert isinstance(routing, RoutingInfo)
     assert routing.route_flops == route_flops(resolve_arch(arch), size)
     assert routing.flops_fraction.tolist() == [1.0]  # exactly the route
     assert routing.expected_fraction is None
@@ -137,8 +137,8 @@ def test_forward_shapes_learned_routing_batch2_and_out_indices():
     with torch.no_grad():
         outs = model(torch.randn(2, 3, 203, 301))
     assert [o.shape for o in outs] == [(2, 64, 26, 38), (2, 256, 7, 10)]
-    assert [m.shape for m in model.routing.keep_masks[0]] == [(2, 51, 76)] * 2
-    assert model.routing.flops.shape == (2, )
+    assert [m.shape for m in outs.stats.keep_masks[0]] == [(2, 51, 76)] * 2
+    assert outs.stats.flops.shape == (2, )
 
 
 @pytest.mark.parametrize('arch', ['b1', 'b3', 'b4', 'b5'])
@@ -151,11 +151,11 @@ def test_other_archs_forward_224_on_pvtv2_route(arch):
                                               (1, 128, 28, 28),
                                               (1, 320, 14, 14),
                                               (1, 512, 7, 7)]
-    assert [len(m) for m in model.routing.keep_masks] == \
+    assert [len(m) for m in outs.stats.keep_masks] == \
         ARCHS[arch]['depths']
-    assert model.routing.route_flops == route_flops(
+    assert outs.stats.route_flops == route_flops(
         resolve_arch(arch), (224, 224))
-    assert model.routing.flops_fraction.tolist() == [1.0]
+    assert outs.stats.flops_fraction.tolist() == [1.0]
 
 
 @pytest.mark.parametrize('size', [(1, 1), (5, 7), (16, 20), (32, 32),
@@ -239,11 +239,11 @@ def test_set_budget_meets_the_flops_fraction():
         model.set_budget(budget)
         assert model.budget == budget
         with torch.no_grad():
-            model(x)
-        fraction = model.routing.flops_fraction.item()
+            stats = model(x).stats
+        fraction = stats.flops_fraction.item()
         assert abs(fraction - budget) < 0.02, (budget, fraction)
         fractions.append(fraction)
-        kept = torch.stack([m.float().mean() for m in _masks(model.routing)])
+        kept = torch.stack([m.float().mean() for m in _masks(stats)])
         assert (kept < 1).all() and (kept > 0).all()
     assert fractions == sorted(fractions)
 
@@ -261,16 +261,16 @@ def test_set_budget_none_returns_to_learned_and_tiny_budget_is_refused():
             model(x)
     model.set_budget(floor)  # the minimum itself: no token is kept
     with torch.no_grad():
-        model(x)
-    assert not any(m.any() for m in _masks(model.routing))
-    assert model.routing.flops_fraction.item() == pytest.approx(floor)
+        stats = model(x).stats
+    assert not any(m.any() for m in _masks(stats))
+    assert stats.flops_fraction.item() == pytest.approx(floor)
     model.set_budget(None)
     assert model.budget is None
     with torch.no_grad():
-        model(x)
+        stats = model(x).stats
     # new gates keep every token (logit 3); the gates' own cost is extra
-    assert all(m.all() for m in _masks(model.routing))
-    assert 1 < model.routing.flops_fraction.item() < 1.01
+    assert all(m.all() for m in _masks(stats))
+    assert 1 < stats.flops_fraction.item() < 1.01
 
 
 def test_fixed_budget_keeps_the_most_certain_tokens():
@@ -280,12 +280,12 @@ def test_fixed_budget_keeps_the_most_certain_tokens():
     model.set_budget(0.5)
     x = torch.randn(2, 3, 64, 80)
     with torch.no_grad():
-        model(x)
+        stats = model(x).stats
         stage = model.stages[0]
         tokens, _ = stage.patch_embed(x)
         logits = stage.gates[0](stage.blocks[0].norm1(tokens))
     score = logits.min(-1).values  # how sure "stay" and "transform" are
-    keep = model.routing.keep_masks[0][0].flatten(1)
+    keep = stats.keep_masks[0][0].flatten(1)
     counts = keep.sum(1).tolist()
     assert counts[0] == counts[1] and 0 < counts[0] < keep.shape[1]
     for img in range(2):
@@ -311,7 +311,8 @@ def assert_sparse_equals_masked(model, x):
     for sparse in (True, False):
         model.sparse_inference = sparse
         with torch.no_grad():
-            results[sparse] = (model(x), model.routing)
+            out = model(x)
+            results[sparse] = (out, out.stats)
     (sparse_out, sparse_r), (dense_out, dense_r) = results[True], results[
         False]
     _assert_same_masks(sparse_r, dense_r)
@@ -355,11 +356,11 @@ def test_training_with_open_gates_is_pvtv2():
     _open_gates(model)
     model.set_budget(None)
     learned = model(x)
-    assert all(m.all() for m in _masks(model.routing))
-    expected = model.routing.expected_fraction
+    assert all(m.all() for m in _masks(learned.stats))
+    expected = learned.stats.expected_fraction
     assert expected is not None and expected.requires_grad
     torch.testing.assert_close(expected.detach().double(),
-                               model.routing.flops_fraction, rtol=1e-4,
+                               learned.stats.flops_fraction, rtol=1e-4,
                                atol=1e-4)
     for ref, a, b in zip(reference, route_train, learned):
         torch.testing.assert_close(a, ref, atol=1e-5, rtol=1e-5)
@@ -388,12 +389,12 @@ def test_fixed_budget_train_masked_equals_eval_sparse():
     x = torch.randn(2, 3, 75, 99)
     model.train()
     train_out = model(x)
-    train_r = model.routing
+    train_r = train_out.stats
     assert train_r.expected_fraction is None  # budget loss is for learning
     model.eval()
     with torch.no_grad():
         eval_out = model(x)
-    _assert_same_masks(train_r, model.routing)
+    _assert_same_masks(train_r, eval_out.stats)
     for a, b in zip(train_out, eval_out):
         torch.testing.assert_close(a.detach(), b, atol=1e-4, rtol=1e-4)
     # the gates get a gradient through the straight-through top-k weight
@@ -407,12 +408,10 @@ def test_early_stopping_stops_after_the_first_computed_block():
     model = _dit('b0').eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        model(x)
-    full = model.routing.flops_fraction.item()
+        full = model(x).stats.flops_fraction.item()
     model.stop_threshold = 10.0
     with torch.no_grad():
-        model(x)
-    stopped = model.routing
+        stopped = model(x).stats
     for stage in stopped.keep_masks:
         assert stage[0].all() and not stage[1].any()
     for density in stopped.density:
@@ -421,12 +420,10 @@ def test_early_stopping_stops_after_the_first_computed_block():
     # a fixed budget ignores the threshold
     model.set_budget(0.5)
     with torch.no_grad():
-        model(x)
-    with_threshold = model.routing.flops_fraction.item()
+        with_threshold = model(x).stats.flops_fraction.item()
     model.stop_threshold = 0.
     with torch.no_grad():
-        model(x)
-    assert with_threshold == model.routing.flops_fraction.item()
+        assert with_threshold == model(x).stats.flops_fraction.item()
 
 
 def test_early_stopping_sparse_equals_dense():
@@ -435,14 +432,14 @@ def test_early_stopping_sparse_equals_dense():
     randomize_gates(model)
     x = torch.randn(2, 3, 75, 99)
     with torch.no_grad():
-        model(x)
-    no_stop = model.routing.flops
+        no_stop = model(x).stats.flops
     model.stop_threshold = 0.05
     results = {}
     for sparse in (True, False):
         model.sparse_inference = sparse
         with torch.no_grad():
-            results[sparse] = (model(x), model.routing)
+            out = model(x)
+            results[sparse] = (out, out.stats)
     _assert_same_masks(results[True][1], results[False][1])
     for a, b in zip(results[True][0], results[False][0]):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
@@ -475,7 +472,7 @@ def _grads(model, x, seed):
     torch.manual_seed(seed)  # Gumbel noise and drop path draw from torch RNG
     outs = model(x)
     loss = sum(o.square().mean() for o in outs)
-    aux = model.aux_losses()
+    aux = model.aux_losses(outs.stats)
     if aux:
         loss = loss + aux['loss_budget']
     loss.backward()
@@ -532,7 +529,7 @@ def test_custom_arch_dict():
     with torch.no_grad():
         outs = model(torch.randn(1, 3, 40, 40))
     assert [o.shape[1] for o in outs] == [8, 16, 24, 32]
-    assert [len(m) for m in model.routing.keep_masks] == [1, 1, 2, 1]
+    assert [len(m) for m in outs.stats.keep_masks] == [1, 1, 2, 1]
 
 
 @pytest.mark.parametrize('change, error, message', [

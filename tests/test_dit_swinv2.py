@@ -123,12 +123,12 @@ def test_set_budget_meets_the_flops_and_the_packed_windows_run_fewer():
     for budget, mode in ((1.0, 'packed'), (0.5, 'whole'), (0.5, 'packed')):
         model.set_budget(budget)
         model.set_window_mode(mode)
-        with torch.no_grad():
+        with torch.no_grad(), model.recording() as record:
             counter = count_flops(model, lambda: model(x))
         executed[budget, mode] = counter.total
-        assert model.routing.flops_fraction.item() == pytest.approx(
+        assert record.stats.flops_fraction.item() == pytest.approx(
             budget, abs=0.01)
-    route = model.routing.route_flops
+    route = record.stats.route_flops
     # the analytic route against what ran (norms etc. not in the analytic)
     assert executed[1.0, 'packed'] == pytest.approx(route, rel=0.01)
     # the analytic count is an upper bound of what runs (windows without a
@@ -149,7 +149,7 @@ def test_training_gates_and_budget_loss_get_gradients():
     model = swin(budget_loss=dict(target=0.5), gate_init=0.5).train()
     x = torch.randn(2, 3, 64, 64)
     outs = model(x)
-    losses = model.aux_losses()
+    losses = model.aux_losses(outs.stats)
     assert {'loss_budget', 'flops_ratio', 'budget_weight',
             'gumbel_tau'} <= set(losses)
     (sum(o.mean() for o in outs) + losses['loss_budget']).backward()

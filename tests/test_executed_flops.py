@@ -2,10 +2,10 @@
 
 torch's ``FlopCounterMode`` counts what each backbone's eval forward executes
 at ``set_budget(1.0)`` and ``set_budget(r)``. The executed ratio is then
-compared with what the model reports (``routing.flops_fraction``) and with
+compared with what the model reports (``stats.flops_fraction``) and with
 ``r``, so a budget path that silently ran every token would fail here. At
 ``set_budget(1.0)`` the absolute counts are compared with the analytic cost
-model (``routing.flops``) and with our executed counter (``count_flops``).
+model (``stats.flops``) and with our executed counter (``count_flops``).
 
 Conventions. ``FlopCounterMode`` counts 2 FLOPs per multiply-add of matmuls,
 convolutions and attention; the cost models and ``count_flops`` count
@@ -59,13 +59,13 @@ def image():
 
 def executed(model, budget, x):
     """Executed MACs of the eval forward at ``budget`` (FlopCounterMode / 2)
-    and the FLOPs fraction the model reports for it. Batch 1: DiT pads the
+    and the statistics the model reports for it. Batch 1: DiT pads the
     queries of a batch to its longest image (padding would count)."""
     model.set_budget(budget)
     with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), \
             FlopCounterMode(display=False) as mode:
-        model(x)
-    return mode.get_total_flops() / 2, model.routing.flops_fraction.item()
+        out = model(x)
+    return mode.get_total_flops() / 2, out.stats
 
 
 # Measured (executed ratio vs reported fraction), 128x128, torch 2.13 CPU:
@@ -86,14 +86,15 @@ def executed(model, budget, x):
 def test_executed_ratio_is_the_reported_fraction(name, budget):
     model, x = BACKBONES[name](), image()
     full, _ = executed(model, 1.0, x)
-    spent, reported = executed(model, budget, x)
+    spent, info = executed(model, budget, x)
+    reported = info.flops_fraction.item()
     assert spent / full == pytest.approx(reported, abs=1e-5)
     # the budget itself, as executed: DiT rounds its keep counts (+0.4%),
     # MixedScaleViT makes whole regions coarse (steps of ~4.7% here)
     assert budget - 0.05 < spent / full <= budget + 0.005
     if name == 'MixedScaleViT':  # fewer tokens: the coarse regions
-        assert model.routing.coarse.any()
-        assert model.routing.num_tokens.item() < model.routing.fine_patches
+        assert info.coarse.any()
+        assert info.num_tokens.item() < info.fine_patches
 
 
 # Measured (executed ratio; reported 0.7505 and 0.5037):
@@ -110,7 +111,8 @@ def test_swinv2_budget_is_an_upper_bound_and_packed_windows_run_fewer():
         model = dit_swinv2(mode)
         full, _ = executed(model, 1.0, x)
         for budget in (0.75, 0.5):
-            spent, reported = executed(model, budget, x)
+            spent, info = executed(model, budget, x)
+            reported = info.flops_fraction.item()
             assert reported == pytest.approx(budget, abs=0.01)
             assert spent / full <= reported + 1e-3
             ratios[mode, budget] = spent / full
@@ -120,7 +122,7 @@ def test_swinv2_budget_is_an_upper_bound_and_packed_windows_run_fewer():
     assert ratios['packed', 0.5] < 0.9 * ratios['whole', 0.5]
 
 
-# Measured: executed / 2 == routing.flops == count_flops' matmul + conv +
+# Measured: executed / 2 == stats.flops == count_flops' matmul + conv +
 # attention, exactly (DiT 176.37M, DiTSwinV2 86.94M, both ViTs 15.58M MACs;
 # no stop head runs at 1.0). Tolerance 1e-6 for the analytic model (float64
 # sums only); count_flops exactly: both count the same aten calls (ours with
@@ -129,8 +131,8 @@ def test_swinv2_budget_is_an_upper_bound_and_packed_windows_run_fewer():
 @pytest.mark.parametrize('name', list(BACKBONES))
 def test_absolute_count_at_budget_one_matches_ours(name):
     model, x = BACKBONES[name](), image()
-    full, _ = executed(model, 1.0, x)
-    assert full == pytest.approx(model.routing.flops.item(), rel=1e-6)
+    full, info = executed(model, 1.0, x)
+    assert full == pytest.approx(info.flops.item(), rel=1e-6)
     with torch.no_grad():
         ours = count_flops(model, lambda: model(x))
     assert full == sum(ours.by_kind.get(k, 0)

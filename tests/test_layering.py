@@ -100,3 +100,48 @@ def test_every_dynamic_backbone_implements_the_protocol():
     with pytest.raises(TypeError, match='abstract'):
         WithoutLosses()
     assert not is_dynamic(BaseModule()) and not is_dynamic(None)
+
+
+def test_a_forward_returns_its_stats_and_leaves_nothing_on_the_module():
+    """Each family's forward returns the feature maps carrying their
+    ``RouteStats``; the module's attributes are the same after a training
+    forward, and ``aux_losses`` reads the statistics it is given, so the
+    losses of a forward do not depend on what ran after it."""
+    import pytest
+    import torch
+
+    from dit_mm.models.backbones import (DiT, DiTSwinV2, MixedScaleViT,
+                                         TokenPassViT)
+    from dit_mm.models.routing import RoutedFeatures, RouteStats
+    vit = dict(arch=dict(embed_dims=32, num_layers=4, num_heads=2),
+               img_size=64, num_classes=3)
+    backbones = [
+        DiT(arch='b0', budget_loss=dict(target=0.5)),
+        DiTSwinV2(arch=dict(embed_dims=16, depths=[1, 1, 1, 1],
+                            num_heads=[1, 1, 1, 1]),
+                  window_size=2, budget_loss=dict(target=0.5)),
+        TokenPassViT(aux_loss=None, stop_threshold=0.4, **vit),
+        MixedScaleViT(scale_gate=dict(init_logit=0.0), **vit)]
+    torch.manual_seed(0)
+    images = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 96, 96) * 3
+    for backbone in backbones:
+        name = type(backbone).__name__
+        backbone.train()
+        before = dict(vars(backbone))
+        first = backbone(images[0])
+        assert isinstance(first, RoutedFeatures), name
+        assert isinstance(first.stats, RouteStats), name
+        assert dict(vars(backbone)).keys() == before.keys(), name
+        assert not any(isinstance(v, RouteStats)
+                       for v in vars(backbone).values()), name
+        second = backbone(images[1])
+        ratios = [float(s.flops_fraction.mean()) for s in (first.stats,
+                                                          second.stats)]
+        assert ratios[0] != pytest.approx(ratios[1]), name
+        for out, ratio in zip((first, second), ratios):
+            logged = backbone.aux_losses(out.stats)['flops_ratio']
+            assert float(logged) == pytest.approx(ratio), name
+        with backbone.recording() as record:
+            third = backbone(images[0])
+        assert record.stats is third.stats and record.shapes == [(64, 64)]
+        assert backbone.aux_losses(None) == {}, name

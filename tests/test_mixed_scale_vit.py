@@ -55,7 +55,7 @@ def test_all_fine_equals_mmseg_vit(arch, dims, heads):
     for a, b in zip(expected, got):
         assert b.shape == a.shape == (2, dims, 7, 9)
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
-    info = ours.routing
+    info = got.stats
     assert info.flops_fraction.tolist() == [1.0, 1.0]
     assert not info.coarse.any() and info.coarse.shape == (2, 3, 4)
     assert info.num_tokens.tolist() == [63, 63]
@@ -70,10 +70,11 @@ def test_a_new_gate_keeps_every_region_fine_like_the_plain_vit():
     ours.eval()
     x = torch.randn(2, 3, 64, 96)
     with torch.no_grad():  # the learned gate's path, not the budget's
-        for a, b in zip(vit(x), ours(x)):
+        got = ours(x)
+        for a, b in zip(vit(x), got):
             torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
-    assert ours.routing.coarse_fraction.tolist() == [0.0, 0.0]
-    assert ours.routing.flops_fraction[0] > 1.0  # the gate costs a little
+    assert got.stats.coarse_fraction.tolist() == [0.0, 0.0]
+    assert got.stats.flops_fraction[0] > 1.0  # the gate costs a little
 
 
 def test_region_layout_keeps_an_odd_last_row_and_column_fine():
@@ -90,8 +91,9 @@ def test_coarse_tokens_cover_their_fine_positions():
     model = small_model(out_indices=(5, ), final_norm=True)
     x = torch.randn(2, 3, 80, 96)  # 5 x 6 fine grid: the last row stays fine
     with torch.no_grad():
-        out, = model(x)
-    info = model.routing
+        outs = model(x)
+    out, = outs
+    info = outs.stats
     assert out.shape == (2, 48, 5, 6)
     assert 0 < float(info.coarse_fraction.mean()) < 1
     coarse = info.coarse  # (2, 2, 3)
@@ -111,9 +113,10 @@ def test_a_coarse_token_embeds_the_shrunk_region_at_its_mean_position():
     model = small_model(out_indices=(0, ))
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        state = model._start(x)
-    assert state.coarse.any()
-    i, j = state.coarse[0].nonzero()[0].tolist()
+        state = model.tokenizer.start(model, x)
+    coarse = state.tokenizer_state.coarse
+    assert coarse.any()
+    i, j = coarse[0].nonzero()[0].tolist()
     region = x[:, :, 32 * i:32 * i + 32, 32 * j:32 * j + 32]
     token = model.patch_embed.projection(
         torch.nn.functional.avg_pool2d(region, 2)).flatten(1)[0]
@@ -132,15 +135,15 @@ def test_an_image_gives_the_same_result_alone_and_in_any_batch():
     images = torch.randn(3, 3, 64, 96)
     with torch.no_grad():
         batch_out = model(images)
-        batch_info = model.routing
+        batch_info = batch_out.stats
         assert len(set(batch_info.num_tokens.tolist())) > 1  # unequal counts
         for i in range(3):
             alone = model(images[i:i + 1])
             for a, b in zip(alone, batch_out):
                 torch.testing.assert_close(a[0], b[i], atol=1e-5, rtol=1e-5)
-            assert torch.equal(model.routing.scale_map[0],
+            assert torch.equal(alone.stats.scale_map[0],
                                batch_info.scale_map[i])
-            assert torch.equal(model.routing.stop_layer[0],
+            assert torch.equal(alone.stats.stop_layer[0],
                                batch_info.stop_layer[i])
 
 
@@ -150,8 +153,7 @@ def test_set_budget_makes_the_lowest_scoring_regions_coarse(budget):
     model.set_budget(budget)
     x = torch.randn(2, 3, 128, 128)
     with torch.no_grad():
-        model(x)
-        info = model.routing
+        info = model(x).stats
         logits = model.scale_gate(model_regions(x))
     assert (info.flops_fraction <= budget + 1e-9).all()
     layout = region_layout((8, 8))
@@ -187,8 +189,7 @@ def test_budget_composes_with_stop_heads():
     with torch.no_grad():
         for budget in (0.8, 0.5, 0.3):
             model.set_budget(budget)
-            model(x)
-            info = model.routing
+            info = model(x).stats
             assert (info.flops_fraction <= budget + 1e-9).all(), budget
             assert info.coarse.any() and info.kept.shape == (2, 2)
             assert (info.kept[:, 0] < info.num_tokens).all()
@@ -198,7 +199,7 @@ def test_training_gate_is_straight_through_and_losses_reach_it():
     model = small_model(head_layers=[1], num_classes=5).train()
     torch.manual_seed(0)
     outs = model(torch.randn(4, 3, 64, 64))
-    losses = model.aux_losses(_samples(4, 64))
+    losses = model.aux_losses(outs.stats, _samples(4, 64))
     assert {'loss_scale', 'loss_aux_l1', 'coarse_fraction',
             'flops_ratio'} <= set(losses)
     gate = model.scale_gate.fc.weight
@@ -210,7 +211,7 @@ def test_training_gate_is_straight_through_and_losses_reach_it():
     assert gate.grad.abs().sum() > 0
     assert model.scale_loss.mean_logits.grad.abs().sum() > 0
     model.eval()
-    assert model.aux_losses() == {}
+    assert model.aux_losses(outs.stats) == {}
 
 
 def test_gate_temperature_schedule_and_deterministic_straight_through():
@@ -223,18 +224,18 @@ def test_gate_temperature_schedule_and_deterministic_straight_through():
     x = torch.randn(2, 3, 64, 64)
     try:
         hub.update_info('iter', 2)
-        assert model.current_temperature() == 1.5
+        assert model.tokenizer.temperature(model.training) == 1.5
         coarse = []
         for seed in (1, 2):  # no noise: the draws do not matter
             torch.manual_seed(seed)
-            model(x)
-            coarse.append(model.routing.coarse.clone())
+            info = model(x).stats
+            coarse.append(info.coarse.clone())
         assert torch.equal(coarse[0], coarse[1])
         assert 0 < coarse[0].float().mean() < 1
-        losses = model.aux_losses()
+        losses = model.aux_losses(info)
         assert losses['gate_temperature'].item() == 1.5
         hub.update_info('iter', 10)
-        assert model.current_temperature() == 0.5
+        assert model.tokenizer.temperature(model.training) == 0.5
     finally:
         hub.update_info('iter', old)
     with pytest.raises(KeyError, match='gate_temperature_schedule takes'):
@@ -367,8 +368,8 @@ def test_every_scale_loss_is_registered_and_checks_its_target(loss_type):
     with pytest.raises(ValueError, match=r'\(B, H, W\)'):
         loss(torch.rand(4, 16))
     model = small_model(scale_loss=dict(type=loss_type, target=0.25)).train()
-    model(torch.randn(2, 3, 64, 64))
-    model.aux_losses()['loss_scale'].backward()
+    info = model(torch.randn(2, 3, 64, 64)).stats
+    model.aux_losses(info)['loss_scale'].backward()
     assert model.scale_gate.fc.weight.grad.abs().sum() > 0
 
 

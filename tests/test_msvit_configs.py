@@ -98,8 +98,8 @@ def coarse_fraction_on(cfg, checkpoint, split):
         with torch.no_grad():
             for data in loader:
                 inputs = model.data_preprocessor(data, False)['inputs']
-                model.backbone(inputs)
-                fractions.append(model.backbone.routing.coarse_fraction)
+                info = model.backbone(inputs).stats
+                fractions.append(info.coarse_fraction)
     return torch.cat(fractions)
 
 

@@ -64,7 +64,7 @@ def _equal(a, b):
 def test_equals_fpn_on_the_pvtv2_route(backbone, image):
     fpn, routed = _pair()
     feats = _features(backbone, image, 1.0)
-    assert feats.routing is not None
+    assert feats.stats is not None
     expected = _run(fpn, feats)
     out = _run(routed, feats)
     assert len(out) == 5
@@ -83,7 +83,7 @@ def test_differs_from_fpn_off_the_route_when_alpha_is_set(backbone, image):
     for level in range(3):
         assert not torch.allclose(out[level], expected[level], atol=1e-4)
     # by exactly the documented factor at the level below the top
-    density = feats.routing.density[2].unsqueeze(1)
+    density = feats.stats.density[2].unsqueeze(1)
     assert (density < 1).any()
     routed_alpha = routed.fusion_alpha.detach()
     lateral = [conv(f) for conv, f in zip(routed.lateral_convs, feats)]

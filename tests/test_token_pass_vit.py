@@ -74,7 +74,7 @@ def test_full_route_equals_mmseg_vit(arch, dims, heads):
         assert b.shape == a.shape == (2, dims, 7, 9)
         assert b.is_contiguous()
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
-    info = ours.routing
+    info = got.stats
     assert info.flops_fraction.tolist() == [1.0, 1.0]
     assert (info.stop_layer == 11).all()
 
@@ -144,7 +144,7 @@ def test_threshold_stops_confident_tokens_cumulatively():
     with torch.no_grad():
         outs = model(x)
     assert [o.shape for o in outs] == [(2, 48, 4, 5)] * 3
-    info = model.routing
+    info = outs.stats
     assert info.stop_layer.shape == (2, 4, 5)
     assert set(info.stop_layer.unique().tolist()) <= {1, 3, 5}
     assert (info.stop_layer < 5).any()  # some tokens stopped
@@ -168,10 +168,10 @@ def test_an_image_gives_the_same_result_alone_and_in_any_batch():
     others = [torch.randn(1, 3, 64, 64) * s for s in (0.2, 3.0)]
     with torch.no_grad():
         alone = model(image)
-        stops = model.routing.stop_layer[0].clone()
+        stops = alone.stats.stop_layer[0].clone()
         batched = model(torch.cat([others[0], image, others[1]]))
-        in_batch = model.routing.stop_layer[1]
-    assert len(set(model.routing.kept[:, 0].tolist())) > 1  # unequal counts
+        in_batch = batched.stats.stop_layer[1]
+    assert len(set(batched.stats.kept[:, 0].tolist())) > 1  # unequal counts
     assert torch.equal(stops, in_batch)
     for a, b in zip(alone, batched):
         torch.testing.assert_close(b[1], a[0], atol=1e-5, rtol=1e-5)
@@ -200,9 +200,9 @@ def test_segmentor_prediction_does_not_depend_on_the_batch():
         samples = [SegDataSample(metainfo=dict(img_shape=(64, 64),
                                                ori_shape=(64, 64)))
                    for _ in batch]
-        with torch.no_grad():
+        with torch.no_grad(), model.backbone.recording() as record:
             out = model.predict(batch, samples)
-        return [o.pred_sem_seg.data for o in out], model.backbone.routing
+        return [o.pred_sem_seg.data for o in out], record.stats
 
     alone, info_alone = predict(images[1:2])
     together, info = predict(images)
@@ -215,8 +215,7 @@ def test_set_budget_spends_at_most_the_budget(budget):
     model = small_model()
     model.set_budget(budget)
     with torch.no_grad():
-        model(torch.randn(2, 3, 96, 96))
-    info = model.routing
+        info = model(torch.randn(2, 3, 96, 96)).stats
     assert (info.flops_fraction <= budget).all()
     assert (info.flops_fraction > budget - 0.05).all()
     assert info.kept[0].tolist() == info.kept[1].tolist()
@@ -304,8 +303,8 @@ def test_stop_head_losses_reach_the_heads_and_follow_the_schedule():
     thresholds = []
     for it in (0, 15, 30):
         hub.update_info('iter', it)
-        model(x)
-        losses = model.aux_losses(_samples(2, 64))
+        info = model(x).stats
+        losses = model.aux_losses(info, _samples(2, 64))
         thresholds.append(float(losses['stop_threshold']))
     hub.update_info('iter', 0)
     assert thresholds == pytest.approx([1.0, 0.75, 0.5])
@@ -317,9 +316,9 @@ def test_stop_head_losses_reach_the_heads_and_follow_the_schedule():
         assert head.fc.weight.grad.abs().sum() > 0
     assert 0 < float(losses['keep_fraction']) <= 1
     with pytest.raises(ValueError, match='gt_sem_seg'):
-        model.aux_losses([SegDataSample(), SegDataSample()])
+        model.aux_losses(info, [SegDataSample(), SegDataSample()])
     model.eval()
-    assert model.threshold() == 0.5 and model.aux_losses() == {}
+    assert model.threshold() == 0.5 and model.aux_losses(info) == {}
 
 
 def test_distillation_adds_kl_and_feature_losses():

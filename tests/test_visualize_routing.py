@@ -51,8 +51,8 @@ def forward(backbone, budget, shape=(128, 160)):
     backbone.set_budget(budget)
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        backbone(torch.rand(2, 3, *shape, generator=generator))
-    return backbone.routing
+        out = backbone(torch.rand(2, 3, *shape, generator=generator))
+    return out.stats
 
 
 def toy_image(h=150, w=180):

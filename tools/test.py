@@ -1,21 +1,17 @@
 """Evaluate a checkpoint on a config's test set (detection, segmentation or
 classification), mirroring mmdet's tools/test.py."""
-import argparse
-
 import dit_mm  # noqa: F401  (registers modules, safe checkpoint loading)
-from dit_mm.engine.cli import (add_common_args, add_result_dump,
-                               apply_test_args, build_runner, load_config,
-                               parse_tool_args)
+from dit_mm.engine.cli import (add_result_dump, apply_test_args,
+                               build_runner, parse_tool_args, tool_config,
+                               tool_parser)
 from dit_mm.engine.run_guards import check_test_checkpoint
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(
-        description='Test (and evaluate) a model checkpoint')
-    parser.add_argument('config', help='test config file path')
+    parser = tool_parser('Test (and evaluate) a model checkpoint',
+                         'test config file path',
+                         'the dir to save the evaluation metrics')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument(
-        '--work-dir', help='the dir to save the evaluation metrics')
     parser.add_argument(
         '--out', help='dump every prediction to this pickle file')
     parser.add_argument(
@@ -28,14 +24,12 @@ def parse_args():
     parser.add_argument(
         '--interval', type=int, default=1,
         help='draw every INTERVAL-th test batch (with --show/--show-dir)')
-    add_common_args(parser)
     return parse_tool_args(parser)
 
 
 def main():
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options, args.launcher)
-    apply_test_args(cfg, args)
+    cfg = tool_config(args, apply_test_args)
     check_test_checkpoint(cfg)  # every key with its shape, before loading
     runner = build_runner(cfg)
     if args.out:

@@ -28,8 +28,7 @@ def executed_fractions(backbone: nn.Module, images: Sequence[Tensor],
     backbone.set_average_control(control)
     fractions = []
     for image in images:
-        backbone(image)
-        fractions.extend(backbone.routing.flops_fraction.tolist())
+        fractions.extend(backbone(image).stats.flops_fraction.tolist())
     return fractions
 
 

@@ -111,11 +111,15 @@ def measure(model: nn.Module, batches: Sequence[dict], route='config',
                 raise ValueError('measure FLOPs image by image: batches of '
                                  f'one image, got {len(batch["inputs"])}')
             data = preprocess(model, batch)
-            counter = count_flops(
-                model, lambda: predict_preprocessed(model, data))
             own = None
             if is_dynamic(backbone):
-                own = float(backbone.routing.flops[0])
+                with backbone.recording() as record:
+                    counter = count_flops(
+                        model, lambda: predict_preprocessed(model, data))
+                own = float(record.stats.flops[0])
+            else:
+                counter = count_flops(
+                    model, lambda: predict_preprocessed(model, data))
             report.images.append(ImageFlops(
                 image_flops(counter, names, blocks), dict(counter.by_kind),
                 own, tuple(data['inputs'].shape[-2:])))

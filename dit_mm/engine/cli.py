@@ -8,6 +8,7 @@ import argparse
 import datetime
 import os
 import os.path as osp
+from typing import Callable
 
 import torch
 from mmengine.config import Config, DictAction
@@ -28,11 +29,33 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
+def tool_parser(description: str, config_help: str,
+                work_dir_help: str) -> argparse.ArgumentParser:
+    """The parser of train.py / test.py with what both take first: the
+    config and ``--work-dir``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('config', help=config_help)
+    parser.add_argument('--work-dir', help=work_dir_help)
+    return parser
+
+
 def parse_tool_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """Parse, and give torch.distributed the local rank a launcher passed."""
+    """Parse with the common options added, and give torch.distributed the
+    local rank a launcher passed."""
+    add_common_args(parser)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
+
+
+def tool_config(args: argparse.Namespace,
+                apply: Callable[[Config, argparse.Namespace], None]) -> Config:
+    """The config a train.py / test.py run asks for: read, with
+    ``--cfg-options`` and the launcher, then the tool's own options applied
+    (``apply_train_args`` or ``apply_test_args``)."""
+    cfg = load_config(args.config, args.cfg_options, args.launcher)
+    apply(cfg, args)
+    return cfg
 
 
 def build_runner(cfg: Config) -> Runner:

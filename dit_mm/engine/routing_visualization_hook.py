@@ -26,8 +26,9 @@ from mmengine.model import is_model_wrapper
 
 from ..models.common.dynamic import DynamicBackbone
 from ..registry import register_hook
-from ..visualization.inference import (BackboneInputs, ran_once_message,
-                                       read_image, sample_picture)
+from ..models.routing import ForwardRecord
+from ..visualization.inference import (ran_once_message, read_image,
+                                       sample_picture)
 
 MODES = ('val', 'test')
 
@@ -51,7 +52,7 @@ class RoutingVisualizationHook(Hook):
         self.max_images = max_images
         self.alpha = alpha
         self._loops = dict.fromkeys(MODES, 0)
-        self._inputs: Optional[BackboneInputs] = None
+        self._record: Optional[ForwardRecord] = None
         self._drawn = 0
         self._warned = set()
 
@@ -64,23 +65,23 @@ class RoutingVisualizationHook(Hook):
             return
         backbone = self._backbone(runner)
         if backbone is not None:
-            self._inputs = BackboneInputs(backbone)
+            self._record = backbone.recording()
             self._drawn = 0
 
     def _before_iter(self, runner, batch_idx: int, data_batch=None,
                      mode: str = 'train') -> None:
-        if self._inputs is not None:
-            self._inputs.shapes.clear()
+        if self._record is not None:
+            self._record.clear()
 
     def _after_iter(self, runner, batch_idx: int, data_batch=None,
                     outputs=None, mode: str = 'train') -> None:
-        if self._inputs is None or mode not in MODES:
+        if self._record is None or mode not in MODES:
             return
         samples = outputs if _have_metainfo(outputs) else \
             (data_batch or {}).get('data_samples')
         backbone = self._backbone(runner)
-        routing = None if backbone is None else backbone.routing
-        calls = len(self._inputs.shapes)
+        routing = self._record.stats
+        calls = len(self._record.shapes)
         if routing is None:
             return self._give_up(runner, 'no-routing',
                                  'the backbone reported no routing')
@@ -111,7 +112,7 @@ class RoutingVisualizationHook(Hook):
                        '(data sample metainfo img_path); not drawn')
             return
         picture = sample_picture(image, routing, index, meta,
-                                 self._inputs.shapes[0],
+                                 self._record.shapes[0],
                                  getattr(backbone, 'head_layers', None))
         runner.visualizer.add_image(f'routing_{Path(path).stem}', picture,
                                     step=runner.iter)
@@ -142,9 +143,9 @@ class RoutingVisualizationHook(Hook):
             self._warned.add(kind)
 
     def _close(self) -> None:
-        if self._inputs is not None:
-            self._inputs.close()
-            self._inputs = None
+        if self._record is not None:
+            self._record.close()
+            self._record = None
 
 
 def _have_metainfo(samples) -> bool:

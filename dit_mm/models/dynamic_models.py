@@ -3,7 +3,8 @@
 ``DynamicMaskRCNN``, ``DynamicRetinaNet`` (mmdet), ``DynamicEncoderDecoder``
 (mmseg) and ``DynamicImageClassifier`` (mmpretrain) are the stock models plus
 one step: after the task losses, they add what a dynamic backbone
-(``DynamicBackbone``) reports through ``aux_losses(data_samples)`` (DiT:
+(``DynamicBackbone``) reports through ``aux_losses(stats, data_samples)``
+for the statistics its forward returned in that loss (DiT:
 ``loss_budget``, and ``flops_ratio`` for the log; the token-pass ViT: its stop
 heads' ``loss_aux_*``; the mixed-scale ViT: ``loss_scale``), and with
 ``budget_sampling=dict(sandwich=True)`` the task losses of a second, fixed
@@ -27,11 +28,12 @@ from mmseg.registry import MODELS as MMSEG_MODELS
 from .common.checks import check_batch
 from .common.dynamic import DynamicBackbone
 from .data_parallel import mean_over_ranks
+from .routing import RouteStats
 
 
 class AuxLossMixin:
-    """Adds a dynamic backbone's ``aux_losses(data_samples)`` to ``loss()``;
-    ``train_only`` (parameter-name prefixes) freezes the rest."""
+    """Adds a dynamic backbone's ``aux_losses(stats, data_samples)`` to
+    ``loss()``; ``train_only`` (parameter-name prefixes) freezes the rest."""
 
     def __init__(self, *args, train_only: Optional[Sequence[str]] = None,
                  **kwargs):
@@ -40,10 +42,12 @@ class AuxLossMixin:
             freeze_all_but(self, train_only)
 
     def loss(self, inputs, data_samples) -> Dict:
-        losses = super().loss(inputs, data_samples)
-        losses = self.add_aux_losses(losses, data_samples)
-        sampler = self.backbone.budget_sampler if isinstance(
-            self.backbone, DynamicBackbone) else None
+        if not isinstance(self.backbone, DynamicBackbone):
+            return super().loss(inputs, data_samples)
+        with self.backbone.recording() as record:
+            losses = super().loss(inputs, data_samples)
+        losses = self.add_aux_losses(losses, record.stats, data_samples)
+        sampler = self.backbone.budget_sampler
         if sampler is not None and sampler.sandwich:
             # budget sampling's sandwich: the same batch through a drawn
             # fixed route too, its task losses added
@@ -73,11 +77,12 @@ class AuxLossMixin:
         loss, log_vars = super().parse_losses(losses)
         return loss, type(log_vars)(mean_over_ranks(log_vars))
 
-    def add_aux_losses(self, losses: Dict, data_samples) -> Dict:
-        """``losses`` with a dynamic backbone's own added."""
-        if not isinstance(self.backbone, DynamicBackbone):
-            return losses
-        for name, value in self.backbone.aux_losses(data_samples).items():
+    def add_aux_losses(self, losses: Dict, stats: Optional[RouteStats],
+                       data_samples) -> Dict:
+        """``losses`` with the dynamic backbone's own for its forward's
+        ``stats`` added."""
+        for name, value in self.backbone.aux_losses(stats,
+                                                    data_samples).items():
             if name in losses:
                 raise KeyError(f'auxiliary loss {name!r} of '
                                f'{type(self.backbone).__name__} clashes with '

@@ -1,16 +1,19 @@
-"""What a dynamic backbone tells the rest of the model about its last forward."""
+"""What a dynamic backbone's forward returns besides its feature maps: its
+statistics, on the output (:class:`RoutedFeatures`), never left on the module."""
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
-from torch import Tensor
+from torch import Tensor, nn
 
 
 class RouteStats:
-    """What every dynamic backbone reports of its last forward, whatever its
+    """What every dynamic backbone reports of a forward, whatever its
     method: the per-image executed FLOPs (``flops``, ``(B,)``) against those
     of its static network at this input size (``static_flops``), and the
     fraction of the static network's token work that ran (``kept_fraction``).
-    The tools read these three and nothing method-specific."""
+    The tools read these three and nothing method-specific; the family's
+    ``aux_losses(stats, data_samples)`` reads the rest (in training, what
+    its losses need)."""
 
     flops: Tensor
 
@@ -61,16 +64,48 @@ class RoutingInfo(RouteStats):
 
 
 class RoutedFeatures(tuple):
-    """The backbone's feature maps (a plain tuple to every neck and head) that
-    also carry the :class:`RoutingInfo` they were made with, for routing-aware
-    necks."""
+    """What a dynamic backbone's forward returns: its feature maps (a plain
+    tuple to every neck and head) carrying the :class:`RouteStats` they were
+    made with (``stats``), for routing-aware necks, the task models' losses
+    and the measuring tools."""
 
-    routing: Optional[RoutingInfo]
+    stats: Optional[RouteStats]
 
-    def __new__(cls, maps, routing: Optional[RoutingInfo] = None):
+    def __new__(cls, maps, stats: Optional[RouteStats] = None):
         obj = super().__new__(cls, maps)
-        obj.routing = routing
+        obj.stats = stats
         return obj
+
+
+class ForwardRecord:
+    """What a backbone's forwards gave while this is open (a ``with`` block,
+    or until :meth:`close`): the ``(H, W)`` of every input (``shapes``) and
+    the :class:`RouteStats` of the last one (``stats``; ``None`` from a
+    backbone that reports none). How a caller that runs a whole task model
+    reads its backbone's statistics."""
+
+    def __init__(self, backbone: nn.Module):
+        self.shapes: List[Tuple[int, int]] = []
+        self.stats: Optional[RouteStats] = None
+        self._handle = backbone.register_forward_hook(self._record)
+
+    def _record(self, module, inputs, output) -> None:
+        self.shapes.append(tuple(inputs[0].shape[-2:]))
+        self.stats = output.stats if isinstance(output, RoutedFeatures) \
+            else None
+
+    def clear(self) -> None:
+        self.shapes.clear()
+        self.stats = None
+
+    def close(self) -> None:
+        self._handle.remove()
+
+    def __enter__(self) -> 'ForwardRecord':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @dataclass
@@ -84,6 +119,9 @@ class TokenPassInfo(RouteStats):
     full_flops: FLOPs of the plain ViT at this input size.
     num_layers: layers of the ViT.
     threshold: the confidence threshold used (``None`` under a fixed budget).
+    head_maps: in training with a head loss, per stop head ``(layer, logits
+        (B, K, H, W), seen (B, H, W))``: the head's logits on the tokens it
+        saw (``seen``), which its loss reads.
     """
     stop_layer: Tensor
     kept: Tensor
@@ -91,6 +129,7 @@ class TokenPassInfo(RouteStats):
     full_flops: float
     num_layers: int
     threshold: Optional[float] = None
+    head_maps: List[Tuple[int, Tensor, Tensor]] = field(default_factory=list)
 
     @property
     def static_flops(self) -> float:
@@ -117,11 +156,14 @@ class MixedScaleInfo(TokenPassInfo):
         position belonged to a coarse token.
     num_tokens: ``(B,)`` patch tokens that entered the first layer.
     fine_patches: fine positions of the grid (the all-fine token count).
+    coarse_probs: in training on the learned gate, ``(B, H_c, W_c)`` the
+        gate's coarse probabilities, which the scale loss reads.
     """
     coarse: Optional[Tensor] = None
     scale_map: Optional[Tensor] = None
     num_tokens: Optional[Tensor] = None
     fine_patches: int = 0
+    coarse_probs: Optional[Tensor] = None
 
     @property
     def coarse_fraction(self) -> Tensor:

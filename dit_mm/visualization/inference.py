@@ -152,27 +152,6 @@ def routed_backbone(model: nn.Module, cfg) -> nn.Module:
     return backbone
 
 
-class BackboneInputs:
-    """The ``(H, W)`` of every input ``backbone`` gets while this is open
-    (a ``with`` block, or until :meth:`close`)."""
-
-    def __init__(self, backbone: nn.Module):
-        self.shapes: List[Tuple[int, int]] = []
-        self._handle = backbone.register_forward_hook(self._record)
-
-    def _record(self, module, inputs, output) -> None:
-        self.shapes.append(tuple(inputs[0].shape[-2:]))
-
-    def close(self) -> None:
-        self._handle.remove()
-
-    def __enter__(self) -> 'BackboneInputs':
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
 def ran_once_message(calls: int) -> str:
     return (f'the backbone ran {calls} times on one batch (a sliding-window '
             'or test-time-augmented test?); routing pictures need a '
@@ -182,11 +161,11 @@ def ran_once_message(calls: int) -> str:
 def run_once(backbone: nn.Module, infer: Infer, image_path: str):
     """Run one image; its routing, the backbone's input (H, W) and the
     prediction's metainfo."""
-    with BackboneInputs(backbone) as inputs:
+    with backbone.recording() as record:
         meta = infer(image_path)
-    if len(inputs.shapes) != 1:
-        raise SystemExit(f'error: {ran_once_message(len(inputs.shapes))}')
-    return backbone.routing, inputs.shapes[0], meta
+    if len(record.shapes) != 1:
+        raise SystemExit(f'error: {ran_once_message(len(record.shapes))}')
+    return record.stats, record.shapes[0], meta
 
 
 # --------------------------------------------------------------- picture

@@ -1,7 +1,7 @@
 """One picture per image of what a dynamic backbone did with it: the image at
 its own size with the routing blended over it and a legend in its top-left
 corner. :func:`draw_routing_overlay` chooses the picture by the type of
-``backbone.routing``:
+the statistics a forward returned (``backbone(x).stats``):
 
 - DiT (:class:`RoutingInfo`): colour = the scale (stride 4, 8, 16 or 32)
   where the location's tokens went through the largest share of their

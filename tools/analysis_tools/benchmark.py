@@ -387,14 +387,17 @@ def check_and_measure(configs: List[dict], device: str,
     ``skip`` is left out with that message printed. Returns those kept."""
     kept = []
     for config in configs:
+        record = None if config['peer'] else \
+            config['target'].backbone.recording()
         try:
-            config['call']()
+            with record or contextlib.nullcontext():
+                config['call']()
         except ValueError as error:
             if not skip:
                 raise SystemExit(f'error: {key_of(config)} failed: {error}')
             print(f'skipped: {key_of(config)}: {error}', file=sys.stderr)
             continue
-        stats = None if config['peer'] else config['target'].backbone.routing
+        stats = None if record is None else record.stats
         config.update(
             flops_fraction=None if stats is None else float(
                 stats.flops_fraction.float().mean()),

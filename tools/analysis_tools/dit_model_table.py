@@ -95,8 +95,7 @@ def jit_count(pvt, size) -> dict:
 def realized(dit, budget, size) -> tuple:
     """(FLOPs fraction of the PVTv2 route, GFLOPs) of one forward."""
     dit.set_budget(budget)
-    dit(torch.randn(1, 3, *size))
-    info = dit.routing
+    info = dit(torch.randn(1, 3, *size)).stats
     return float(info.flops_fraction.mean()), float(info.flops.mean()) / 1e9
 
 

@@ -12,7 +12,7 @@ from typing import Dict, Iterator, Optional, Sequence
 from mmengine.registry import DefaultScope
 from torch import Tensor, nn
 
-from ..routing import RouteStats
+from ..routing import ForwardRecord, RouteStats
 from .average_budget import AverageBudget
 from .checks import check_budget
 from .static_peer import PeerBuild
@@ -26,11 +26,15 @@ class DynamicBackbone(AverageBudget, metaclass=ABCMeta):
       fraction of the static network's FLOPs every image spends, 1.0 being
       the static network itself; ``set_budget`` and ``budget_scope`` set it,
       ``minimum_budget`` says how low it can go at an input size.
-    * ``routing``: the :class:`~dit_mm.models.routing.RouteStats` of the
-      last forward (executed FLOPs per image against the static network's,
-      the kept fraction), which the measuring tools read.
-    * ``aux_losses(data_samples)``: the method's own losses of the last
-      training forward, which the ``Dynamic*`` task models add.
+    * ``forward`` returns a :class:`~dit_mm.models.routing.RoutedFeatures`:
+      the feature maps of the stock class, carrying their
+      :class:`~dit_mm.models.routing.RouteStats` (``.stats``: executed
+      FLOPs per image against the static network's, the kept fraction).
+      Nothing of a forward is left on the module; a caller that runs the
+      whole task model reads them through ``recording()``.
+    * ``aux_losses(stats, data_samples)``: the method's own losses of the
+      training forward that returned ``stats``, which the ``Dynamic*`` task
+      models add.
     * ``budget_sampler``: the training recipe's draw of a route per
       iteration (``None``: the learned route at the target only).
     * ``static_peer()``: the stock backbone it stands for (``peer_name``,
@@ -40,7 +44,6 @@ class DynamicBackbone(AverageBudget, metaclass=ABCMeta):
     """
 
     budget: Optional[float] = None
-    routing: Optional[RouteStats] = None
     peer_scope: str  # the library of the stock class: 'mmdet', ...
     peer_name: str  # its name in reports: 'mmdet PyramidVisionTransformerV2'
 
@@ -64,10 +67,18 @@ class DynamicBackbone(AverageBudget, metaclass=ABCMeta):
         """The smallest budget the backbone meets at an input of
         ``img_hw``: what it computes whatever its decisions."""
 
+    def recording(self) -> ForwardRecord:
+        """``with backbone.recording() as record:``: ``record.stats`` is the
+        :class:`RouteStats` of the last forward inside the block (and
+        ``record.shapes`` the input sizes), however deep in a task model the
+        backbone was called."""
+        return ForwardRecord(self)
+
     @abstractmethod
-    def aux_losses(self, data_samples=None) -> Dict[str, Tensor]:
-        """The method's losses (and logged values) of the last training
-        forward; empty when there is nothing to add."""
+    def aux_losses(self, stats: Optional[RouteStats],
+                   data_samples=None) -> Dict[str, Tensor]:
+        """The method's losses (and logged values) of the training forward
+        that returned ``stats``; empty when there is nothing to add."""
 
     @abstractmethod
     def build_static_peer(self) -> PeerBuild:

@@ -56,7 +56,9 @@ from ..routing import RoutedFeatures, RoutingInfo
 from ..schedule import check_schedule, scheduled
 from .budget_loss import BudgetLoss
 
-Carry = object  # what one stage hands the next (a map, or tokens and a grid)
+# what one stage hands the next: the NCHW map (PVTv2), or the tokens and their
+# grid (Swin-v2)
+Carry = Union[Tensor, Tuple[Tensor, Tuple[int, int]]]
 
 
 def _known_count(counts: Optional[List[int]], j: int) -> Optional[int]:
@@ -74,14 +76,16 @@ class _StageRun:
 
     def __init__(self, tokens: Tensor):
         batch, num = tokens.shape[:2]
-        self.alive: Optional[Tensor] = None      # ST product of stay gates
-        self.p_alive: Optional[Tensor] = None    # its probability
+        # still at this scale (not gone down): the straight-through product
+        # of the stay gates so far, and its probability
+        self.staying: Optional[Tensor] = None
+        self.p_staying: Optional[Tensor] = None
         self.stopped = tokens.new_zeros(batch, num, dtype=torch.bool)
         # fixed budgets: the smallest stay logit so far, and who went down
-        self.stay: Optional[Tensor] = None
+        self.stay_margin: Optional[Tensor] = None
         self.down = tokens.new_zeros(batch, num, dtype=torch.bool)
         # training: the test-time decisions, and per block what they keep
-        self.learned_alive: Optional[Tensor] = None
+        self.learned_staying: Optional[Tensor] = None
         self.learned_keep: List[Tensor] = []
         # float32 whatever the tokens' dtype (fp16 / bf16 autocast): a sum of
         # FLOPs overflows fp16 and loses its small terms in bf16
@@ -178,7 +182,6 @@ class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
         self.budget: Optional[float] = None
         self.set_budget(budget)
         self._init_average_budget()
-        self.routing: Optional[RoutingInfo] = None
         self._scratch: dict = {}  # reused memory of sparse inference
 
     # ------------------------------------------------------------ the family
@@ -306,21 +309,21 @@ class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
         return scheduled(self.gumbel_tau, self.gumbel_tau_schedule,
                          self.training)
 
-    def aux_losses(self, data_samples=None) -> Dict[str, Tensor]:
-        """``loss_budget`` of the last training forward, and for the log the
-        realized ``flops_ratio`` and the schedules' values now
-        (``budget_weight``: the loss weight after the warm-up ramp;
-        ``gumbel_tau``); empty when there is nothing to add. In a
-        data-parallel run the budget is met by the global batch. It needs no
-        labels: ``data_samples`` is not read."""
-        info = self.routing
-        if (not self.training or self.budget_loss is None or info is None
-                or info.expected_fraction is None):
+    def aux_losses(self, stats: Optional[RoutingInfo],
+                   data_samples=None) -> Dict[str, Tensor]:
+        """``loss_budget`` of the training forward that returned ``stats``
+        (on the learned gates), and for the log the realized ``flops_ratio``
+        and the schedules' values now (``budget_weight``: the loss weight
+        after the warm-up ramp; ``gumbel_tau``); empty when there is nothing
+        to add. In a data-parallel run the budget is met by the global
+        batch. It needs no labels: ``data_samples`` is not read."""
+        if (not self.training or self.budget_loss is None or stats is None
+                or stats.expected_fraction is None):
             return {}
         return dict(
             loss_budget=self.budget_loss(
-                global_batch(info.expected_fraction)),
-            flops_ratio=info.flops_fraction.detach().mean().float(),
+                global_batch(stats.expected_fraction)),
+            flops_ratio=stats.flops_fraction.detach().mean().float(),
             budget_weight=torch.tensor(self.budget_loss.current_weight()),
             gumbel_tau=torch.tensor(self.gate_tau()))
 
@@ -365,8 +368,8 @@ class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
                 outs.append(out.contiguous())
         if learning:
             self._learn_keep(learned_keep)
-        self.routing = RoutingInfo(masks, density, flops, route, expected)
-        return RoutedFeatures(outs, self.routing)
+        return RoutedFeatures(
+            outs, RoutingInfo(masks, density, flops, route, expected))
 
     def _forward_budget(self, costs: List[StageCost],
                         route: float) -> Optional[float]:
@@ -457,24 +460,25 @@ class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
             if mode == 'fixed':
                 return None, self._fixed_keep(z_stay.float(), z_depth.float(),
                                               run, count)
-            run.alive, keep = self._test_time_keep(
-                z_stay, z_depth, run.alive, run.stopped,
+            run.staying, keep = self._test_time_keep(
+                z_stay, z_depth, run.staying, run.stopped,
                 self.average_control or 0.0)
             return None, keep
         p_stay, p_depth = torch.sigmoid(logits.float()).unbind(-1)  # AMP-safe
-        run.p_alive = p_stay if run.p_alive is None else run.p_alive * p_stay
-        score = run.p_alive * p_depth
+        run.p_staying = p_stay if run.p_staying is None \
+            else run.p_staying * p_stay
+        score = run.p_staying * p_depth
         if mode == 'fixed':
             keep = self._fixed_keep(z_stay.float(), z_depth.float(), run, count)
             return keep.to(score.dtype) + (score - score.detach()), keep
         with torch.no_grad():  # what the test-time decisions keep here
-            run.learned_alive, kept = self._test_time_keep(
-                z_stay, z_depth, run.learned_alive, run.stopped)
+            run.learned_staying, kept = self._test_time_keep(
+                z_stay, z_depth, run.learned_staying, run.stopped)
             run.learned_keep.append(kept.float().mean(1))
         tau = self.gate_tau()
         stay = straight_through_bernoulli(z_stay, tau, self.gumbel_noise)
-        run.alive = stay if run.alive is None else run.alive * stay
-        weight = run.alive * straight_through_bernoulli(
+        run.staying = stay if run.staying is None else run.staying * stay
+        weight = run.staying * straight_through_bernoulli(
             z_depth, tau, self.gumbel_noise)
         weight = weight * (~run.stopped).to(weight.dtype)
         run.expected = run.expected + (
@@ -483,15 +487,15 @@ class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
 
     @staticmethod
     def _test_time_keep(z_stay: Tensor, z_depth: Tensor,
-                        alive: Optional[Tensor], stopped: Tensor,
+                        staying: Optional[Tensor], stopped: Tensor,
                         offset: float = 0.0) -> Tuple[Tensor, Tensor]:
         """The learned decisions at test time, the gate logits moved by
         ``offset``: a token stays while every stay logit of the scale so far
         is positive, and goes through the block when it stays, its depth
-        logit is positive and it has not stopped. ``(alive, keep)``."""
+        logit is positive and it has not stopped. ``(staying, keep)``."""
         stay = z_stay + offset > 0
-        alive = stay if alive is None else alive & stay
-        return alive, alive & (z_depth + offset > 0) & ~stopped
+        staying = stay if staying is None else staying & stay
+        return staying, staying & (z_depth + offset > 0) & ~stopped
 
     @staticmethod
     def _fixed_keep(z_stay: Tensor, z_depth: Tensor, run: _StageRun,
@@ -502,12 +506,12 @@ class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
         cut between kept and not is taken nearest 0, the learned rule's, and
         a token not kept whose stay logits fell below it goes down: when
         ``count`` is what the learned decisions keep, this is them."""
-        run.stay = z_stay if run.stay is None else torch.minimum(run.stay,
-                                                                 z_stay)
-        margin = torch.minimum(run.stay, z_depth).masked_fill(
+        run.stay_margin = z_stay if run.stay_margin is None \
+            else torch.minimum(run.stay_margin, z_stay)
+        margin = torch.minimum(run.stay_margin, z_depth).masked_fill(
             run.down, float('-inf'))
         keep, cut = keep_top(margin, count)
-        run.down |= ~keep & (run.stay <= cut.unsqueeze(1))
+        run.down |= ~keep & (run.stay_margin <= cut.unsqueeze(1))
         return keep
 
     def _routed_block(self, block: nn.Module, tokens: Tensor, hw,

@@ -7,7 +7,7 @@ from mmdet.models.necks import FPN
 from torch import Tensor, nn
 
 from ...registry import register_model
-from ..routing import RoutingInfo
+from ..routing import RoutedFeatures, RoutingInfo
 
 
 @register_model
@@ -49,7 +49,8 @@ class RoutedFPN(FPN):
         if len(inputs) != len(self.in_channels):
             raise ValueError(f'RoutedFPN expects {len(self.in_channels)} '
                              f'maps, got {len(inputs)}')
-        routing = getattr(inputs, 'routing', None)
+        routing = inputs.stats if isinstance(inputs, RoutedFeatures) and \
+            isinstance(inputs.stats, RoutingInfo) else None
         laterals = [
             conv(inputs[i + self.start_level])
             for i, conv in enumerate(self.lateral_convs)

@@ -7,7 +7,7 @@ region's token sits at the region's top-left fine position (its
 *representative*); the other three positions point to it, so the shared
 gather / scatter / fill core rebuilds the dense fine grid.
 """
-from typing import NamedTuple, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,18 @@ class RegionLayout(NamedTuple):
         if not self.num_regions:  # a grid under two patches a side
             return coarse.new_zeros(coarse.shape[0], self.region.numel())
         return (self.region >= 0) & on_fine_grid(coarse.flatten(1), self)
+
+
+class MixedTokens(NamedTuple):
+    """What the mixed-scale tokenizer hands the token-pass forward besides
+    the tokens, for the statistics and the scale loss: the ``layout``, the
+    ``coarse`` ``(B, H_c, W_c)`` decisions, the gate's FLOPs per image
+    (``gate_flops``, 0 when it did not run) and in training on the learned
+    gate its ``coarse_probs``."""
+    layout: RegionLayout
+    coarse: Tensor
+    gate_flops: float = 0.0
+    coarse_probs: Optional[Tensor] = None
 
 
 def region_layout(fine_hw: Tuple[int, int], device=None) -> RegionLayout:

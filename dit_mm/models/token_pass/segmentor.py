@@ -55,7 +55,8 @@ class TokenPassEncoderDecoder(DynamicEncoderDecoder):
         with torch.no_grad(), self.backbone.budget_scope(1.0):
             teacher_feats = self.extract_feat(inputs)
             teacher_logits = self.decode_head.forward(teacher_feats)
-        feats = self.extract_feat(inputs)
+        with self.backbone.recording() as record:
+            feats = self.extract_feat(inputs)
         logits = self.decode_head.forward(feats)
         losses = add_prefix(self.decode_head.loss_by_feat(logits, data_samples),
                             'decode')
@@ -64,7 +65,7 @@ class TokenPassEncoderDecoder(DynamicEncoderDecoder):
                 feats, data_samples))
         losses.update(self._distill_losses(feats, logits, teacher_feats,
                                            teacher_logits))
-        return self.add_aux_losses(losses, data_samples)
+        return self.add_aux_losses(losses, record.stats, data_samples)
 
     def _distill_losses(self, feats: List[Tensor], logits: Tensor,
                         teacher_feats: List[Tensor],

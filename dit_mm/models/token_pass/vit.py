@@ -34,8 +34,8 @@ from mmseg.models.backbones import VisionTransformer
 from mmseg.registry import MODELS as MMSEG_MODELS
 from torch import Tensor, nn
 
-from ...core.tokens import (TokenSelection, fill_tokens, gather_tokens,
-                            lowest_mask, scatter_tokens, select_tokens)
+from ...core.tokens import (gather_tokens, lowest_mask, scatter_tokens,
+                            select_tokens)
 from ...core.vit_cost import ViTCost, budget_keep_counts
 from ...registry import register_model
 from ..budget_sampling import build_budget_sampler
@@ -45,10 +45,11 @@ from ..common.static_peer import PeerBuild
 from ..common.weights import (CheckpointRule, StateDict,
                               pretrained_to_init_cfg, read_init_checkpoint)
 from ..data_parallel import mean_over_ranks
-from ..routing import TokenPassInfo
+from ..routing import RoutedFeatures, TokenPassInfo
 from ..schedule import check_schedule, scheduled
 from .static_peer import vit_peer
 from .stop_head import StopHead
+from .tokenizer import PassState, PatchTokenizer
 from .vit_archs import VIT_ARCH_KEYS, resolve_vit_arch
 from .vit_blocks import run_packed_layer
 from .vit_weights import (detect_vit_layout, resize_pos_embed,
@@ -67,50 +68,6 @@ def default_head_layers(num_layers: int) -> List[int]:
     """Layers followed by a stop head: 2, 5, 8 of 12, i.e. after each of the
     first three quarters of the depth (5, 11, 17 of 24)."""
     return [round((j + 1) * num_layers / 4) - 1 for j in range(3)]
-
-
-class _PassState:
-    """The tokens of one forward on a ``hw`` grid of patch positions:
-    ``frozen`` ``(B, N, C)`` holds every token as it was when it stopped,
-    ``tokens`` ``(T, C)`` the going ones packed (``sel`` says where; ``None``
-    while all are going). ``keep`` may start partial (mixed-scale tokens: a
-    coarse region's token sits at one of its positions and ``source`` points
-    the others to it); ``patches_in`` ``(B,)`` counts the patch tokens that
-    entered the first layer."""
-
-    def __init__(self, x: Tensor, hw: Tuple[int, int], num_layers: int,
-                 keep: Optional[Tensor] = None,
-                 source: Optional[Tensor] = None,
-                 lengths: Optional[Sequence[int]] = None):
-        batch, length, dims = x.shape
-        patches = hw[0] * hw[1]
-        self.hw, self.source = hw, source
-        self.frozen = x
-        self.stop_layer = torch.full((batch, patches), num_layers - 1,
-                                     dtype=torch.long, device=x.device)
-        self.kept: List[Tensor] = []
-        if keep is None:
-            self.tokens = x.reshape(batch * length, dims)
-            self.sel: Optional[TokenSelection] = None
-            self.lengths = [length] * batch
-            self.keep = torch.ones(batch, length, dtype=torch.bool,
-                                   device=x.device)
-        else:
-            self.sel = select_tokens(keep, lengths)
-            self.tokens = gather_tokens(x, self.sel)
-            self.lengths = list(self.sel.lengths)
-            self.keep = keep
-        self.patches_in = self.keep[:, length - patches:].sum(1)
-        # the same counts on the host, for the cost model: patch tokens that
-        # entered the first layer, and that went on after each head
-        self.entered = [n - (length - patches) for n in self.lengths]
-        self.kept_counts: List[List[int]] = []
-
-    def dense(self, values: Tensor) -> Tensor:
-        """Per-position values ``(B, patches, ...)`` with every covered
-        position given the value of the token that stands for it."""
-        return values if self.source is None else fill_tokens(
-            values, self.source)
 
 
 @register_model
@@ -249,13 +206,13 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
         self.cost = ViTCost(dims, setting['mlp_ratio'] * dims, num_layers,
                             patch_size, in_channels, num_classes, cls_tokens)
         self.out_channels = [dims] * len(out_indices)
+        # how the patch tokens are made (MixedScaleViT composes its own)
+        self.tokenizer = PatchTokenizer()
         self.accept_foreign_layouts()
         self._init_average_budget()
         self.budget = check_budget(budget)
         self.budget_sampler = build_budget_sampler(budget_sampling)
         self._minimums: Dict[Tuple[int, int], float] = {}  # per patch grid
-        self.routing: Optional[TokenPassInfo] = None
-        self._aux_outputs: List[Tuple[int, Tensor, Tensor]] = []
 
     def train(self, mode: bool = True) -> 'TokenPassViT':
         """mmseg's ``train`` (``norm_eval``), returning the module as torch's
@@ -275,21 +232,22 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
         """
         super().set_budget(budget)
 
-    # the average-budget control: the test-time stop threshold (a higher
-    # one stops fewer tokens); 0 stops all a head sees, above 1 none
-    control_range = (0.0, 1.0 + 1e-6)
+    @property
+    def control_range(self) -> Tuple[float, float]:
+        """The average-budget control's range: the tokenizer's if it owns
+        one, else the test-time stop threshold's (a higher one stops fewer
+        tokens; 0 stops all a head sees, above 1 none)."""
+        return self.tokenizer.control_range or (0.0, 1.0 + 1e-6)
 
     def threshold(self) -> float:
         """The stop threshold now: scheduled in training, final otherwise
-        (or the average-budget control, when one is set)."""
-        control = None if self.training else self._threshold_control()
-        if control is not None:
-            return control
+        (or the average-budget control, when one is set and the tokenizer
+        does not own it)."""
+        if not self.training and self.tokenizer.control_range is None and \
+                self.average_control is not None:
+            return self.average_control
         return scheduled(self.stop_threshold, self.threshold_schedule,
                          self.training)
-
-    def _threshold_control(self) -> Optional[float]:
-        return self.average_control
 
     def minimum_budget(self, img_hw: Sequence[int]) -> float:
         """The smallest budget met at an input of ``img_hw`` (to 1e-6):
@@ -316,18 +274,19 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
         return -(-img_hw[0] // p), -(-img_hw[1] // p)
 
     def _meets(self, budget: float, hw: Tuple[int, int]) -> bool:
-        """Whether ``budget`` can be met on an ``hw`` patch grid."""
-        if not self.head_layers:
-            return budget >= 1.0
-        try:
-            budget_keep_counts(self.cost, hw[0] * hw[1], self.head_layers,
-                               budget)
-        except ValueError:
-            return False
+        """Whether ``budget`` can be met on an ``hw`` patch grid: by the
+        tokenizer, then the stop heads with what it left."""
+        if budget >= 1.0:
+            return True
+        with self.budget_scope(budget):
+            try:
+                self._head_counts(*self.tokenizer.plan(self, hw), hw)
+            except ValueError:
+                return False
         return True
 
     # ----------------------------------------------------------------- forward
-    def forward(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+    def forward(self, inputs: Tensor) -> RoutedFeatures:
         with checked_images(inputs, type(self).__name__, self.in_channels):
             if self.training and self.budget_sampler is not None:
                 drawn = self.budget_sampler.draw(
@@ -336,12 +295,11 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
                     return self._pass(inputs)
             return self._pass(inputs)
 
-    def _pass(self, inputs: Tensor) -> Tuple[Tensor, ...]:
+    def _pass(self, inputs: Tensor) -> RoutedFeatures:
         """The forward under ``self.budget``."""
-        state = self._start(inputs)
+        state = self.tokenizer.start(self, inputs)
         threshold, counts = self._plan(state)
         stopping = threshold is not None or counts is not None
-        self._aux_outputs = []
         outs = []
         for i, layer in enumerate(self.layers):
             state.tokens = self._run_layer(layer, state.tokens, state.lengths)
@@ -353,10 +311,9 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
                 last = i == len(self.layers) - 1
                 norm = self.norm1 if last and self.final_norm else None
                 outs.append(self._output(state, norm))
-        self.routing = self._info(state, threshold)
-        return tuple(outs)
+        return RoutedFeatures(outs, self._info(state, threshold))
 
-    def _start(self, inputs: Tensor) -> _PassState:
+    def embed_patches(self, inputs: Tensor) -> PassState:
         """The embedded tokens of every patch (mmseg ViT's embedding)."""
         batch = inputs.shape[0]
         x, hw = self.patch_embed(inputs)
@@ -366,9 +323,9 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
             x = x[:, 1:]
         if self.pre_norm:
             x = self.pre_ln(x)
-        return _PassState(x, hw, len(self.layers))
+        return PassState(x, hw, len(self.layers))
 
-    def _output(self, state: _PassState, norm: Optional[nn.Module]) -> Tensor:
+    def _output(self, state: PassState, norm: Optional[nn.Module]) -> Tensor:
         """One ``out_indices`` level: the dense map, or the class token."""
         if self.out_type == 'cls_token':
             cls = self.reconstruct.sequence(state.frozen, state.tokens,
@@ -377,7 +334,7 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
         return self.reconstruct(state.frozen, state.tokens, state.sel,
                                 state.hw, norm, state.source)
 
-    def _plan(self, state: _PassState
+    def _plan(self, state: PassState
               ) -> Tuple[Optional[float], Optional[list]]:
         """``(threshold, None)``, ``(None, keep counts)`` or ``(None, None)``
         (no stopping: the plain ViT)."""
@@ -387,9 +344,28 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
             return self.threshold(), None
         if self.budget >= 1.0:
             return None, None
-        patches = state.hw[0] * state.hw[1]
-        return None, budget_keep_counts(self.cost, patches, self.head_layers,
-                                        self.budget)
+        # the tokens the first layer got (equal for all images here)
+        return None, self._head_counts(state.entered[0],
+                                       state.tokenizer_flops, state.hw)
+
+    def _head_counts(self, tokens: int, tokenizer_flops: float,
+                     hw: Tuple[int, int]) -> Optional[List[int]]:
+        """The stop heads' keep counts under ``self.budget`` (below 1) when
+        the first layer gets ``tokens`` patch tokens of an ``hw`` grid and
+        the tokenizer spent ``tokenizer_flops`` (None: no stopping needed).
+        ``ValueError`` when the heads cannot meet it."""
+        patches = hw[0] * hw[1]
+        if (tokens, tokenizer_flops) == (patches, 0.0):
+            head_budget = self.budget  # the plain ViT's tokens
+        else:
+            head_budget = ((self.budget * self.cost.full(patches) -
+                            tokenizer_flops) / self.cost.full(tokens))
+        if head_budget >= 1.0 - 1e-9:
+            return None
+        if not self.head_layers:
+            raise ValueError(f'budget {self.budget:g} needs stop heads')
+        return budget_keep_counts(self.cost, tokens, self.head_layers,
+                                  head_budget)
 
     def _run_layer(self, layer: nn.Module, tokens: Tensor,
                    lengths: List[int]) -> Tensor:
@@ -398,15 +374,17 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
                                  use_reentrant=False)
         return run_packed_layer(layer, tokens, lengths)
 
-    def _stop_tokens(self, state: _PassState, layer: int, j: int,
+    def _stop_tokens(self, state: PassState, layer: int, j: int,
                      threshold: Optional[float],
                      count: Optional[int]) -> None:
-        """Run head ``j`` on the going tokens and stop those it settles."""
+        """Run head ``j`` on the tokens still computed (``state.keep``) and
+        stop those it settles: they leave ``keep`` and their values stay in
+        ``state.frozen``."""
         batch, length, _ = state.frozen.shape
         offset = length - state.stop_layer.shape[1]  # class tokens
         logits = self.stop_heads[j](state.tokens)
         if self.training and self.aux_loss is not None:
-            self._aux_outputs.append(
+            state.head_maps.append(
                 (layer, self._logit_map(logits, state),
                  state.dense(state.keep[:, offset:]).view(batch, *state.hw)))
         with torch.no_grad():
@@ -415,20 +393,20 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
             score[self._flat_index(state)] = confidence
             score = score.view(batch, length)[:, offset:]
             if count is None:
-                going = state.keep[:, offset:] & ~(score > threshold)
+                keep_patches = state.keep[:, offset:] & ~(score > threshold)
             else:
-                going = lowest_mask(score, count)
-            going_counts = going.sum(1)
+                keep_patches = lowest_mask(score, count)
+            kept_now = keep_patches.sum(1)
             # what the data decided is read back once; a budget's is known
             counts = ([count] * batch if count is not None
-                      else going_counts.tolist())
-            keep = torch.cat([state.keep[:, :offset], going], dim=1)
-            state.stop_layer.masked_fill_(state.keep[:, offset:] & ~going,
-                                          layer)
-            state.kept.append(going_counts)
+                      else kept_now.tolist())
+            keep = torch.cat([state.keep[:, :offset], keep_patches], dim=1)
+            state.stop_layer.masked_fill_(
+                state.keep[:, offset:] & ~keep_patches, layer)
+            state.kept.append(kept_now)
             state.kept_counts.append(counts)
         lengths = [n + offset for n in counts]
-        if lengths == state.lengths:  # none stopped (going is within keep)
+        if lengths == state.lengths:  # none stopped (keep only shrinks)
             return
         dense = self.reconstruct.sequence(state.frozen, state.tokens,
                                           state.sel)
@@ -438,12 +416,12 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
         state.sel, state.keep, state.lengths = sel, keep, lengths
 
     @staticmethod
-    def _flat_index(state: _PassState) -> Tensor:
+    def _flat_index(state: PassState) -> Tensor:
         if state.sel is not None:
             return state.sel.flat_index
         return torch.arange(state.tokens.shape[0], device=state.tokens.device)
 
-    def _logit_map(self, logits: Tensor, state: _PassState) -> Tensor:
+    def _logit_map(self, logits: Tensor, state: PassState) -> Tensor:
         """Head logits of the going tokens as a ``(B, K, H, W)`` map (zeros
         where tokens had stopped before this head)."""
         batch, length, _ = state.frozen.shape
@@ -456,7 +434,7 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
         grid = state.dense(dense[:, offset:])
         return grid.transpose(1, 2).reshape(batch, -1, *state.hw)
 
-    def _info(self, state: _PassState,
+    def _info(self, state: PassState,
               threshold: Optional[float]) -> TokenPassInfo:
         batch, patches = state.stop_layer.shape
         full = self.cost.full(patches)
@@ -468,33 +446,38 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
         else:
             kept = state.stop_layer.new_zeros((batch, 0))
             flops = [self.cost.full(n) for n in state.entered]
-        return TokenPassInfo(
+        info = TokenPassInfo(
             stop_layer=state.dense(state.stop_layer).view(batch, *state.hw),
             kept=kept,
             flops=torch.tensor(flops, dtype=torch.float64),
             full_flops=full,
             num_layers=len(self.layers),
-            threshold=threshold)
+            threshold=threshold,
+            head_maps=state.head_maps)
+        return self.tokenizer.stats(info, state)
 
     # ------------------------------------------------------------------ losses
-    def aux_losses(self, data_samples=None) -> Dict[str, Tensor]:
-        """The stop heads' ``loss_aux_l{layer}`` against the labels of the
-        last training forward, and (logged only) ``keep_fraction``,
-        ``flops_ratio`` and ``stop_threshold``."""
-        info = self.routing
+    def aux_losses(self, stats: Optional[TokenPassInfo],
+                   data_samples=None) -> Dict[str, Tensor]:
+        """The stop heads' ``loss_aux_l{layer}`` of the training forward
+        that returned ``stats``, against the labels of ``data_samples``, and
+        (logged only) ``keep_fraction``, ``flops_ratio`` and
+        ``stop_threshold``."""
+        info = stats
         if not self.training or info is None:
             return {}
         losses: Dict[str, Tensor] = {}
-        if self._aux_outputs:
+        if info.head_maps:
             labels = self._labels(data_samples)
-            for layer, logits, going in self._aux_outputs:
+            for layer, logits, seen in info.head_maps:
                 losses[f'loss_aux_l{layer}'] = self._head_loss(
-                    logits, going, labels)
+                    logits, seen, labels)
         if self.head_layers:
             losses['keep_fraction'] = info.keep_fraction.mean().float()
         losses['flops_ratio'] = info.flops_fraction.mean().float()
         if info.threshold is not None:
             losses['stop_threshold'] = torch.tensor(float(info.threshold))
+        losses.update(self.tokenizer.losses(self, info))
         return losses
 
     def _labels(self, data_samples) -> Tensor:
@@ -504,14 +487,14 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
                              'labels: every data sample needs gt_sem_seg')
         return torch.stack([s.gt_sem_seg.data[0] for s in data_samples]).long()
 
-    def _head_loss(self, logits: Tensor, going: Tensor,
+    def _head_loss(self, logits: Tensor, seen: Tensor,
                    labels: Tensor) -> Tensor:
         size = labels.shape[-2:]
         logits = F.interpolate(logits.float(), size=size, mode='bilinear',
                                align_corners=False)  # float32 under AMP
-        going = F.interpolate(going[:, None].float(), size=size,
-                              mode='nearest')[:, 0].bool()
-        labels = labels.to(logits.device).masked_fill(~going,
+        seen = F.interpolate(seen[:, None].float(), size=size,
+                             mode='nearest')[:, 0].bool()
+        labels = labels.to(logits.device).masked_fill(~seen,
                                                       self.ignore_index)
         avg_factor = None
         if getattr(self.aux_loss, 'avg_non_ignore', False):
@@ -528,7 +511,8 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
         """mmseg ViT's initialisation, or weights from ``init_cfg``'s
         checkpoint (mmseg or timm / DeiT layout; stop heads keep theirs)."""
         if not self._init_from_checkpoint():
-            super().init_weights()
+            super().init_weights()  # it redraws every Linear
+            self.tokenizer.reset_parameters(self)
             return
         state = read_init_checkpoint(self.init_cfg)
         MMLogger.get_current_instance().info(
