@@ -13,12 +13,12 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from torch import nn
 
+from dit_mm.core.deciders import straight_through_bernoulli
 from dit_mm.engine import BF16OptimWrapper
 from dit_mm.models.backbones import DiT, MixedScaleViT, TokenPassViT
 from dit_mm.models.dit import routed_backbone as dit_module
 from dit_mm.models.mixed_scale import tokenizer as msvit_module
-from dit_mm.models.common.gates import (randomize_gates,
-                                        straight_through_bernoulli)
+from dit_mm.models.common.gates import randomize_gates
 from dit_mm.registry import LIBRARIES, library_registries
 from conftest import run_tool
 from test_mixed_scale_vit import spread_gate

@@ -9,7 +9,7 @@ from dit_mm.core.budget_allocation import allocate_keep
 from dit_mm.models.budget_sampling import (FULL, LEARNED, BudgetSampler,
                                            build_budget_sampler)
 from dit_mm.models.common.gates import randomize_gates
-from dit_mm.core.tokens import keep_top
+from dit_mm.core.deciders import keep_top
 
 
 def test_the_draw_depends_on_the_iteration_alone_and_has_every_kind():

@@ -5,7 +5,8 @@ import torch
 
 from dit_mm.models.dit.pvt_blocks import (MixFFN, OverlapPatchEmbed,
                                           RoutedPVTBlock, SRAttention)
-from dit_mm.models.common.gates import RoutingGate, straight_through_bernoulli
+from dit_mm.core.deciders import straight_through_bernoulli
+from dit_mm.models.common.gates import RoutingGate
 from dit_mm.core.tokens import (add_to_tokens, gather_tokens, pad_tokens,
                                   scatter_tokens, select_tokens, unpad_tokens)
 

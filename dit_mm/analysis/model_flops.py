@@ -5,6 +5,7 @@ Images run one at a time (batch 1), so each image's own routing is measured,
 through the model's data preprocessor (not counted) and ``mode='predict'``
 (counted: post-processing is part of the cost).
 """
+import contextlib
 import statistics
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -111,15 +112,11 @@ def measure(model: nn.Module, batches: Sequence[dict], route='config',
                 raise ValueError('measure FLOPs image by image: batches of '
                                  f'one image, got {len(batch["inputs"])}')
             data = preprocess(model, batch)
-            own = None
-            if is_dynamic(backbone):
-                with backbone.recording() as record:
-                    counter = count_flops(
-                        model, lambda: predict_preprocessed(model, data))
-                own = float(record.stats.flops[0])
-            else:
+            record = backbone.recording() if is_dynamic(backbone) else None
+            with record or contextlib.nullcontext():
                 counter = count_flops(
                     model, lambda: predict_preprocessed(model, data))
+            own = None if record is None else float(record.stats.flops[0])
             report.images.append(ImageFlops(
                 image_flops(counter, names, blocks), dict(counter.by_kind),
                 own, tuple(data['inputs'].shape[-2:])))

@@ -1,6 +1,7 @@
 """What every layer of dit_mm stands on and nothing of dit_mm's is below:
 the token core (``tokens.py``: select / gather / scatter / pad / fill / the
-packed attention, the masks of a fixed budget), the cost models the backbones
+packed attention), the deciders (``deciders.py``: straight-through sampling,
+the top-k masks of a fixed budget), the cost models the backbones
 solve their budgets with at run time and the analysis tools count with (one
 per family: PVT, Swin, ViT, mixed-scale ViT), and how DiT shares a fixed
 budget among its blocks. Pure functions of tensors, sizes and counts; no

@@ -135,34 +135,6 @@ def fill_tokens(x: Tensor, source: Tensor) -> Tensor:
     return x.gather(1, index.expand(*source.shape, *x.shape[2:]))
 
 
-def lowest_mask(score: Tensor, k: int) -> Tensor:
-    """``(B, N)`` bool mask of the ``k`` lowest entries of each row of
-    ``score``: a fixed budget's "these ``k`` go on" (the least confident
-    tokens, the least fine-worthy regions)."""
-    mask = torch.zeros_like(score, dtype=torch.bool)
-    return mask.scatter_(1, score.topk(k, dim=1, largest=False).indices, True)
-
-
-def keep_top(score: Tensor, k: int, prefer: float = 0.) -> Tuple[Tensor, Tensor]:
-    """The ``k`` highest-scoring entries of each row of ``score`` ``(B, N)``
-    as a bool mask (``-inf`` entries never), and per row the cut: the value
-    between the kept and the rest that is closest to ``prefer`` (so scores
-    ``> cut`` are the kept ones; a rule "keep what scores above ``prefer``"
-    that keeps ``k`` has ``cut == prefer``)."""
-    batch, num = score.shape
-    k = max(0, min(int(k), num))
-    keep = torch.zeros_like(score, dtype=torch.bool)
-    ranked, order = score.topk(min(k + 1, num), dim=1)  # highest first
-    inf = score.new_full((batch, 1), float('inf'))
-    above = torch.cat([inf, ranked], 1)[:, k]  # k-th highest (inf: none)
-    below = ranked[:, k] if k < num else -inf[:, 0]  # (k+1)-th
-    if k:
-        keep.scatter_(1, order[:, :k], True)
-        keep &= score > float('-inf')
-    cut = torch.minimum(torch.clamp(below, min=prefer), above)
-    return keep, cut
-
-
 # ------------------------------------------------------------------ attention
 ATTENTION_METHODS = ('batched', 'loop', 'nested', 'varlen')
 

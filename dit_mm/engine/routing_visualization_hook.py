@@ -25,8 +25,8 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from ..models.common.dynamic import DynamicBackbone
-from ..registry import register_hook
 from ..models.routing import ForwardRecord
+from ..registry import register_hook
 from ..visualization.inference import (ran_once_message, read_image,
                                        sample_picture)
 

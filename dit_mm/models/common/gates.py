@@ -1,37 +1,9 @@
-"""Per-token routing gates of DiT: hard decisions, straight-through gradients."""
+"""Per-token routing gates of DiT (their decisions are sampled by
+:func:`dit_mm.core.deciders.straight_through_bernoulli`)."""
 import math
 
 import torch
 from torch import Tensor, nn
-
-
-def straight_through_bernoulli(logits: Tensor, tau: float = 1.0,
-                               noise: bool = True) -> Tensor:
-    """A hard 0/1 sample of ``sigmoid(logits)`` whose gradient is the soft one's.
-
-    Binary Gumbel-softmax: logistic noise, a temperature, then the hard value in
-    the forward pass and the relaxed sample's gradient in the backward pass. It is
-    written ``hard + (soft - soft.detach())`` so the forward value is exactly 0 or
-    1 (a skipped token then gets exactly no update, as in sparse inference).
-    ``noise=False`` is the deterministic straight-through estimator (the hard
-    value of the logits themselves), for runs that must not depend on random
-    draws, e.g. data-parallel training checked against one process.
-
-    The noise, the temperature and the sigmoid are computed in float32
-    whatever the logits' dtype: under bf16 autocast uniform draws have 8
-    significant bits (the clamp's ``1 - 1e-6`` is 1), so the noise would take
-    a few hundred values and never exceed 5.5 (a gate at logit -6 would never
-    open), and a half-precision sigmoid saturates early. The sample is
-    returned in the logits' dtype, where 0 and 1 are exact, with the float32
-    gradient cast back.
-    """
-    z = logits.float()
-    if noise:
-        uniform = torch.rand_like(z).clamp_(1e-6, 1 - 1e-6)
-        z = z + (torch.log(uniform) - torch.log1p(-uniform))
-    soft = torch.sigmoid(z / tau)
-    hard = (soft > 0.5).to(soft.dtype)
-    return (hard + (soft - soft.detach())).to(logits.dtype)
 
 
 def randomize_gates(model: nn.Module, seed: int = 1, scale: float = 2.0,

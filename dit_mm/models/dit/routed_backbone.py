@@ -45,11 +45,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...core.budget_allocation import allocate_keep
 from ...core.pvt_cost import StageCost
-from ...core.tokens import keep_top
+from ...core.deciders import keep_top, straight_through_bernoulli
 from ..budget_sampling import build_budget_sampler
 from ..common.checks import checked_images
 from ..common.dynamic import DynamicBackbone
-from ..common.gates import RoutingGate, straight_through_bernoulli
+from ..common.gates import RoutingGate
 from ..common.weights import CheckpointRule, read_init_checkpoint
 from ..data_parallel import global_batch
 from ..routing import RoutedFeatures, RoutingInfo

@@ -9,10 +9,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...core.mixed_scale_cost import budget_coarse_count
-from ...core.tokens import (gather_tokens, lowest_mask, scatter_tokens,
-                            select_tokens)
+from ...core.deciders import lowest_mask, straight_through_bernoulli
+from ...core.tokens import gather_tokens, scatter_tokens, select_tokens
 from ..budget_sampling import FULL
-from ..common.gates import straight_through_bernoulli
 from ..data_parallel import global_batch
 from ..routing import MixedScaleInfo, TokenPassInfo
 from ..schedule import scheduled

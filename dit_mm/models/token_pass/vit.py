@@ -34,8 +34,8 @@ from mmseg.models.backbones import VisionTransformer
 from mmseg.registry import MODELS as MMSEG_MODELS
 from torch import Tensor, nn
 
-from ...core.tokens import (gather_tokens, lowest_mask, scatter_tokens,
-                            select_tokens)
+from ...core.deciders import lowest_mask
+from ...core.tokens import gather_tokens, scatter_tokens, select_tokens
 from ...core.vit_cost import ViTCost, budget_keep_counts
 from ...registry import register_model
 from ..budget_sampling import build_budget_sampler
