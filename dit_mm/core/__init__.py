@@ -8,7 +8,8 @@ budget among its blocks. Pure functions of tensors, sizes and counts; no
 module, no state."""
 from .mixed_scale_cost import (budget_coarse_count, mixed_scale_flops,
                                mlp_flops)
-from .pvt_cost import StageCost, pvt_stage_costs, route_flops
+from .pvt_cost import pvt_stage_costs, route_flops
+from .stage_cost import StageCost
 from .vit_cost import ViTCost, budget_keep_counts
 
 __all__ = ['StageCost', 'ViTCost', 'budget_coarse_count', 'budget_keep_counts',

@@ -7,42 +7,9 @@ projections, attention over the reduced keys, the two MLP linears) and the part
 paid for the whole map whatever is kept (spatial-reduction convolution, keys and
 values, the MLP's depth-wise convolution). Dynamic inference saves the first.
 """
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import List, Sequence
 
-
-class StageCost(NamedTuple):
-    """Costs of one PVTv2 stage at one input size.
-
-    hw: the stage's token grid. embed: the patch embedding. block_fixed: the
-    per-map cost of one block. block_token: one block's cost per computed token.
-    depth: blocks in the stage. gate: a routing gate's cost per token.
-    """
-    hw: Tuple[int, int]
-    embed: float
-    block_fixed: float
-    block_token: float
-    depth: int
-    gate: float
-
-    @property
-    def num_tokens(self) -> int:
-        return self.hw[0] * self.hw[1]
-
-    def fixed(self, gated: bool = False) -> float:
-        """What the stage costs whichever tokens are computed: the patch
-        embedding, the blocks' per-map parts and, when ``gated``, the gates."""
-        gates = self.num_tokens * self.gate if gated else 0
-        return self.embed + self.depth * (self.block_fixed + gates)
-
-    @property
-    def savable(self) -> float:
-        """The per-token part of all blocks, for every token: what skipping saves."""
-        return self.depth * self.num_tokens * self.block_token
-
-    @property
-    def route(self) -> float:
-        """The stage's cost on the PVTv2 route (every token through every block)."""
-        return self.fixed() + self.savable
+from .stage_cost import StageCost
 
 
 def _conv_out(size: int, kernel: int, stride: int) -> int:

@@ -13,7 +13,7 @@ leaves in (an upper bound of what runs).
 import math
 from typing import List, Sequence
 
-from .pvt_cost import StageCost
+from .stage_cost import StageCost
 
 CPB_HIDDEN = 512  # mmpretrain's WindowMSAV2 cpb_mlp_hidden_dims
 

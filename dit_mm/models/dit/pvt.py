@@ -12,7 +12,8 @@ from typing import List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from ...core.pvt_cost import StageCost, pvt_stage_costs
+from ...core.pvt_cost import pvt_stage_costs
+from ...core.stage_cost import StageCost
 from ...registry import register_model
 from ..common.checks import check_only_built, check_out_indices, stock_check
 from ..common.gates import RoutingGate

@@ -44,8 +44,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...core.budget_allocation import allocate_keep
-from ...core.pvt_cost import StageCost
 from ...core.deciders import keep_top, straight_through_bernoulli
+from ...core.stage_cost import StageCost
 from ..budget_sampling import build_budget_sampler
 from ..common.checks import checked_images
 from ..common.dynamic import DynamicBackbone

@@ -18,7 +18,7 @@ from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.utils import PatchMerging
 from torch import Tensor, nn
 
-from ...core.pvt_cost import StageCost
+from ...core.stage_cost import StageCost
 from ...core.swin_cost import swin_stage_costs
 from ...registry import register_model
 from ..common.checks import (UnknownArchError, check_only_built,
