@@ -17,6 +17,7 @@ from dit_mm.analysis.static_peer import backbone_difference, static_peer_backbon
 from dit_mm.core.swin_cost import swin_stage_costs
 from dit_mm.models.backbones import DiTSwinV2, resolve_swinv2_arch
 from dit_mm.models.common.gates import randomize_gates
+from dit_mm.models.dit.swin_blocks import RoutedSwinV2Block
 from test_dit_backbone import _masks, assert_sparse_equals_masked
 from test_stock_peers import perturb
 
@@ -101,12 +102,18 @@ def test_a_checkpoint_of_another_arch_is_refused_and_nothing_changes(
 
 
 # ----------------------------------------------------- sparse and budgets
-@pytest.mark.parametrize('budget', [None, 0.5])
+@pytest.mark.parametrize('budget, bounded', [(None, False), (0.5, False),
+                                             (0.5, True)])
 @pytest.mark.parametrize('mode', ['whole', 'packed'])
-def test_sparse_windows_equal_the_masked_form(budget, mode):
-    """Odd sizes (padded windows) and shifted windows in every stage."""
+def test_sparse_windows_equal_the_masked_form(budget, bounded, mode):
+    """Odd sizes (padded windows) and shifted windows in every stage; under
+    a fixed budget with the windows read back (the CPU's way) or bounded by
+    the kept count (a GPU's: empty windows and padded queries computed)."""
     model = swin(window_mode=mode)
     randomize_gates(model)
+    for block in model.modules():
+        if isinstance(block, RoutedSwinV2Block):
+            block.bounded_windows = bounded
     model.set_budget(budget)
     sparse_r = assert_sparse_equals_masked(model, torch.randn(2, 3, 76, 100))
     kept = torch.cat([m.flatten() for m in _masks(sparse_r)])

@@ -2,9 +2,10 @@
 (``dit_mm/analysis/host_sync.py``): the counter counts each kind, and each
 backbone runs exactly as many as the design leaves (issue 19): at a fixed
 budget none but the input's finiteness check (read after the forward on a
-GPU), in the learned modes one read-back per decision the data made; Swin's
-windowed blocks one per block at a fixed budget too (how many windows hold
-kept tokens, read with the kept counts in the learned mode)."""
+GPU), in the learned modes one read-back per decision the data made.
+Swin's windowed blocks read how many windows hold kept tokens, once per
+block, except at a fixed budget with the windows bounded by the kept count
+(what a GPU does)."""
 import pytest
 import torch
 
@@ -12,6 +13,7 @@ from dit_mm.analysis.host_sync import HostSyncCounter
 from dit_mm.models.common.checks import checked_images
 from dit_mm.models.backbones import (DiT, DiTSwinV2, MixedScaleViT,
                                      TokenPassViT)
+from dit_mm.models.dit.swin_blocks import RoutedSwinV2Block
 
 
 def test_the_counter_counts_each_kind_of_host_sync():
@@ -46,6 +48,7 @@ def test_the_counter_counts_each_kind_of_host_sync():
 SYNCS = {
     'DiT b0': {0.5: 0, 1.0: 0, None: 8},  # 8 gated blocks
     'DiTSwinV2 tiny': {0.5: 12, 1.0: 0, None: 12},  # 12 gated blocks
+    'DiTSwinV2 tiny, bounded windows': {0.5: 0, 1.0: 0, None: 12},
     'TokenPassViT s': {0.5: 0, 1.0: 0, None: 3},  # 3 stop heads
     'MixedScaleViT s': {0.5: 0, 1.0: 0, None: 1},  # the scale gate
 }
@@ -55,8 +58,12 @@ def build(name):
     torch.manual_seed(0)
     if name == 'DiT b0':
         return DiT(arch='b0'), 224
-    if name == 'DiTSwinV2 tiny':
-        return DiTSwinV2(arch='tiny'), 256
+    if name.startswith('DiTSwinV2 tiny'):
+        backbone = DiTSwinV2(arch='tiny')
+        for block in backbone.modules():
+            if isinstance(block, RoutedSwinV2Block):
+                block.bounded_windows = name.endswith('bounded windows')
+        return backbone, 256
     if name == 'TokenPassViT s':
         return TokenPassViT(arch='s', img_size=(224, 224)), 224
     return MixedScaleViT(arch='s', img_size=(224, 224),

@@ -26,8 +26,8 @@ class TokenSelection(NamedTuple):
     counts: ``(B,)`` kept tokens per image.
     max_count: the largest of ``counts`` (a Python int: the padded length).
     lengths: ``counts`` as Python ints (what a per-image split needs).
-    plan: what a block worked out from the same read-back as ``lengths``
-        (Swin-v2's active windows), or None.
+    plan: what a block worked out alongside (Swin-v2's active windows), or
+        None.
     """
     flat_index: Tensor
     batch_index: Tensor

@@ -12,11 +12,20 @@ map). Two sparse forms, chosen by ``window_mode``:
 
 * ``'whole'``: every window that holds a kept token is computed whole
   (queries, keys, values and attention for all its positions), and only the
-  kept tokens' results are copied back; windows without a kept token cost
-  nothing;
+  kept tokens' results are copied back;
 * ``'packed'``: keys and values for the windows that hold a kept token,
   queries and attention rows only for the kept tokens, packed per window
   (padded to the fullest window).
+
+Which windows those are is read back once per block. On a GPU under a
+fixed budget nothing is read back (``bounded_windows``): each image's ``k``
+kept tokens lie in at most ``min(windows, k)`` windows, so that many are
+computed (empty ones too) and the packed windows are padded to
+``min(window size, k)`` queries, so a fixed budget's forward waits for
+nothing and has the same sizes every time. On a CPU the read-back costs
+nothing and the bound's padding costs compute (once ``k`` reaches the window
+size, packed windows are padded to whole ones), so there the windows are
+read.
 
 Both then run the output projection, the post-norms and the MLP on the kept
 tokens only. ``'packed'`` is the default: at 512x512 on a CPU it measured
@@ -98,17 +107,46 @@ def _cached_layout(block, hw: HW, device, scratch: Optional[dict]
     return scratch[key]
 
 
+class WindowPlan(NamedTuple):
+    """The windows a sparse block attends in, over the batch: ``active``
+    ``(A,)`` their indices (image-major, ascending), ``slot`` ``(B *
+    windows,)`` where each of them sits among the active ones, and ``most``
+    the kept tokens a window may hold (what sizes the packed queries)."""
+    active: Tensor
+    slot: Tensor
+    most: int
+
+
 def _active_windows(held: Tensor, counts: Optional[Tensor] = None):
-    """From the kept tokens each window of the batch holds ``held``: the
-    plan of the padded windows (the running count of windows holding any,
-    how many do, the most one holds) and ``counts`` as Python ints, all read
-    back in one copy."""
+    """The windows that hold kept tokens, from the kept tokens each window
+    of the batch holds ``held``; how many they are and the most one holds,
+    with ``counts`` as Python ints, read back in one copy (the learned
+    decisions: the data sized them)."""
     active_so_far = (held > 0).cumsum(0)
     wanted = [active_so_far[-1:], held.max().reshape(1)]
     if counts is not None:
         wanted.append(counts)
     read = torch.cat(wanted).tolist()
-    return (active_so_far, read[0], read[1]), read[2:]
+    active = torch.searchsorted(
+        active_so_far, torch.arange(read[0], device=held.device), right=True)
+    return WindowPlan(active, active_so_far - 1, read[1]), read[2:]
+
+
+def _bounded_windows(held: Tensor, batch: int, count: int,
+                     window_tokens: int) -> WindowPlan:
+    """Under a fixed budget (``count`` kept tokens per image), with nothing
+    read back: per image the ``min(windows, count)`` windows holding the most
+    kept tokens, which include every window that holds one (empty ones are
+    computed and dropped), and ``most`` the bound ``min(window_tokens,
+    count)``: a fixed forward makes no host sync, so it can be captured."""
+    per_image = held.numel() // batch
+    take = min(per_image, count)
+    chosen = held.view(batch, per_image).topk(take, dim=1).indices
+    offsets = torch.arange(batch, device=held.device)[:, None] * per_image
+    active = (chosen.sort(dim=1).values + offsets).reshape(-1)
+    slot = torch.full_like(held, -1)
+    slot[active] = torch.arange(active.numel(), device=held.device)
+    return WindowPlan(active, slot, min(window_tokens, count))
 
 
 class RoutedSwinV2Block(SwinBlockV2):
@@ -120,6 +158,10 @@ class RoutedSwinV2Block(SwinBlockV2):
     its branches). The extra norm of mmpretrain's huge and giant archs would
     change skipped tokens too, so it is not taken.
     """
+
+    # the windows under a fixed budget bounded by the kept count, not read
+    # back: True, False, or None (on CUDA only; see the module docstring)
+    bounded_windows: Optional[bool] = None
 
     def __init__(self, *args, window_mode: str = 'packed', **kwargs):
         if kwargs.get('extra_norm'):
@@ -157,10 +199,10 @@ class RoutedSwinV2Block(SwinBlockV2):
     # ------------------------------------------------------------ inference
     def select(self, keep: Tensor, count: Optional[int], hw: HW,
                scratch: Optional[dict] = None) -> TokenSelection:
-        """The tokens :meth:`forward_sparse` computes, and the windows that
-        hold them, from one read-back: how many windows are active and the
-        fullest (what sizes the padded windows), with the kept count of
-        every image when ``count`` does not give it."""
+        """The tokens :meth:`forward_sparse` computes and the windows that
+        hold them: one read-back (how many windows are active, the fullest,
+        and each image's kept count unless ``count`` gives it), or with
+        ``count`` known and the windows bounded, none."""
         layout = _cached_layout(self, hw, keep.device, scratch)
         batch = keep.shape[0]
         per_image = layout.source.shape[0]
@@ -168,10 +210,16 @@ class RoutedSwinV2Block(SwinBlockV2):
                   + layout.window)  # (B, N) the window of every token
         held = keep.new_zeros(batch * per_image, dtype=torch.long)
         held.scatter_add_(0, window.reshape(-1), keep.reshape(-1).long())
+        bounded = keep.is_cuda if self.bounded_windows is None \
+            else self.bounded_windows
+        if count is not None and bounded:
+            plan = _bounded_windows(held, batch, count,
+                                    layout.source.shape[1])
+            return select_tokens(keep, count)._replace(plan=plan)
         plan, lengths = _active_windows(
             held, keep.sum(1) if count is None else None)
-        sel = select_tokens(keep, count if count is not None else lengths)
-        return sel._replace(plan=plan)
+        return select_tokens(keep, count if count is not None else
+                             lengths)._replace(plan=plan)
 
     def forward_sparse(self, x: Tensor, hw: HW, normed: Tensor,
                        sel: TokenSelection,
@@ -188,11 +236,10 @@ class RoutedSwinV2Block(SwinBlockV2):
 
     def _windows(self, x: Tensor, sel: TokenSelection, layout: WindowLayout
                  ) -> Tuple[Tensor, Tensor, Tensor, Tensor, int]:
-        """The windows that hold a kept token ``(A, size**2, C)`` (padding
+        """The active windows ``(A, size**2, C)`` of ``sel.plan`` (padding
         zero, as in mmpretrain), their index within their image (for the
         shift mask), each kept token's active window and position in it, and
-        the most kept tokens any window holds. How many windows are active
-        and that most are read back together: the block's one host sync."""
+        the most kept tokens a window holds."""
         batch, num, dims = x.shape
         per_image = layout.source.shape[0]
         token = sel.flat_index % num
@@ -200,11 +247,8 @@ class RoutedSwinV2Block(SwinBlockV2):
         plan = sel.plan
         if plan is None:  # a selection not made by :meth:`select`
             plan, _ = _active_windows(count_each(window, batch * per_image))
-        active_so_far, num_active, most = plan
-        active = torch.searchsorted(
-            active_so_far, torch.arange(num_active, device=x.device),
-            right=True)
-        slot = active_so_far[window] - 1
+        active, most = plan.active, plan.most
+        slot = plan.slot[window]
         source = layout.source[active % per_image]  # (A, size**2)
         image = torch.div(active, per_image, rounding_mode='floor')
         rows = (image[:, None] * num + source.clamp(min=0)).reshape(-1)
