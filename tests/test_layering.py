@@ -145,3 +145,5 @@ def test_a_forward_returns_its_stats_and_leaves_nothing_on_the_module():
             third = backbone(images[0])
         assert record.stats is third.stats and record.shapes == [(64, 64)]
         assert backbone.aux_losses(None) == {}, name
+        if name == 'TokenPassViT':  # the stop heads, for the pictures
+            assert third.stats.head_layers == (0, 1, 2)

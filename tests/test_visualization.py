@@ -135,6 +135,9 @@ def test_token_pass_colours_by_stop_layer_and_legend():
     # head_layers (1 and 5 only), so its box is taller
     present = draw_routing_overlay(image, routing, 0)
     assert (picture[:, :40] != present[:, :40]).any()
+    # a token-pass ViT's statistics name its heads, which the legend takes
+    routing.head_layers = (1, 3)
+    assert np.array_equal(draw_routing_overlay(image, routing, 0), picture)
     bottom = picture[60:, 60:]
     assert (bottom == bottom[0, 0]).all()
     # viridis at 6/6 (yellow) over mid grey

@@ -92,9 +92,8 @@ def main(argv=None):
                     raise SystemExit(f'error: {error}')
                 routing, input_shape, meta = run_once(backbone, infer,
                                                       image_path)
-                write_png(sample_picture(image, routing, 0, meta, input_shape,
-                                         getattr(backbone, 'head_layers',
-                                                 None)), out)
+                write_png(sample_picture(image, routing, 0, meta,
+                                         input_shape), out)
                 lines.append(f'{image_path}: realized '
                              f'{routing_summary(routing)} (budget: {budget}) '
                              f'-> {out}')

@@ -79,7 +79,6 @@ class RoutingVisualizationHook(Hook):
             return
         samples = outputs if _have_metainfo(outputs) else \
             (data_batch or {}).get('data_samples')
-        backbone = self._backbone(runner)
         routing = self._record.stats
         calls = len(self._record.shapes)
         if routing is None:
@@ -94,7 +93,7 @@ class RoutingVisualizationHook(Hook):
         for index, sample in enumerate(samples):
             if self._drawn >= self.max_images:
                 break
-            self._draw(runner, backbone, routing, index, sample.metainfo)
+            self._draw(runner, routing, index, sample.metainfo)
         if self._drawn >= self.max_images:
             self._close()
 
@@ -103,7 +102,7 @@ class RoutingVisualizationHook(Hook):
             self._close()
 
     # ----------------------------------------------------------- helpers
-    def _draw(self, runner, backbone, routing, index: int, meta: dict) -> None:
+    def _draw(self, runner, routing, index: int, meta: dict) -> None:
         path = meta.get('img_path')
         try:
             image = read_image(path)
@@ -112,8 +111,7 @@ class RoutingVisualizationHook(Hook):
                        '(data sample metainfo img_path); not drawn')
             return
         picture = sample_picture(image, routing, index, meta,
-                                 self._record.shapes[0],
-                                 getattr(backbone, 'head_layers', None))
+                                 self._record.shapes[0])
         runner.visualizer.add_image(f'routing_{Path(path).stem}', picture,
                                     step=runner.iter)
         self._drawn += 1

@@ -122,6 +122,7 @@ class TokenPassInfo(RouteStats):
     head_maps: in training with a head loss, per stop head ``(layer, logits
         (B, K, H, W), seen (B, H, W))``: the head's logits on the tokens it
         saw (``seen``), which its loss reads.
+    head_layers: the layers followed by a stop head (where a token may stop).
     """
     stop_layer: Tensor
     kept: Tensor
@@ -130,6 +131,7 @@ class TokenPassInfo(RouteStats):
     num_layers: int
     threshold: Optional[float] = None
     head_maps: List[Tuple[int, Tensor, Tensor]] = field(default_factory=list)
+    head_layers: Tuple[int, ...] = ()
 
     @property
     def static_flops(self) -> float:

@@ -8,7 +8,7 @@ configs then run through ``inference_detector``, mmseg configs through
 config's scope.
 """
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -193,11 +193,10 @@ def model_box(meta: Dict, image_shape: Sequence[int]) -> Box:
 
 
 def sample_picture(image: np.ndarray, routing, index: int, meta: Dict,
-                   input_shape: Sequence[int],
-                   head_layers: Optional[Sequence[int]] = None) -> np.ndarray:
+                   input_shape: Sequence[int]) -> np.ndarray:
     """The routing picture of image ``index`` of a batch whose backbone
     input was ``input_shape``, from the sample's metainfo (``img_shape``,
     ``scale_factor``)."""
     return draw_routing_overlay(
         image, routing, index, meta['img_shape'][:2], input_shape,
-        head_layers=head_layers, box=model_box(meta, image.shape))
+        box=model_box(meta, image.shape))

@@ -64,7 +64,8 @@ def draw_routing_overlay(image: np.ndarray, routing, index: int = 0,
     ``image`` the model's image is (a centre crop, say; default: all of
     it); the rest is dimmed. ``alpha``: weight of the routing colours.
     ``head_layers``: a token-pass ViT's stop-head layers, so its legend
-    lists every layer a token may stop after (default: those in the image).
+    lists every layer a token may stop after (default: the statistics'
+    ``head_layers``, else those in the image).
     """
     image = _check_image(image)
     paint = _painter(routing)
@@ -190,6 +191,7 @@ def _token_pass_colours(routing: TokenPassInfo, index: int, size, img_shape,
                         input_shape, head_layers=None) -> Colours:
     """Token pass: a viridis colour per layer a token stopped after."""
     last = routing.num_layers - 1
+    head_layers = head_layers or routing.head_layers or None
     stops = sample_grid(_numpy(routing.stop_layer[index]).astype(int), size,
                         img_shape, input_shape)
     colours = _heat_map((stops + 1) / routing.num_layers, size[1], size[0])

@@ -453,7 +453,8 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
             full_flops=full,
             num_layers=len(self.layers),
             threshold=threshold,
-            head_maps=state.head_maps)
+            head_maps=state.head_maps,
+            head_layers=tuple(self.head_layers))
         return self.tokenizer.stats(info, state)
 
     # ------------------------------------------------------------------ losses
