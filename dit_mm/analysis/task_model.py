@@ -4,8 +4,8 @@ share.
 
 Every library (mmdet, mmseg, mmpretrain) is handled the same way: the model is
 built by ``dit_mm.models.builder.build_task_model``, a batch is a data dict as
-the val dataloader gives it (``inputs`` uint8 images, ``data_samples`` with their metainfo),
-:func:`preprocess` runs the model's own data preprocessor and
+the val dataloader gives it (``inputs`` uint8 images, ``data_samples`` with
+their metainfo), :func:`preprocess` runs the model's own data preprocessor and
 :func:`predict_preprocessed` then ``mode='predict'``, so post-processing (NMS,
 resizing the logits back) is part of what is measured, as it is of what a
 user runs.

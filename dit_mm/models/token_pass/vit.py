@@ -464,21 +464,20 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
         that returned ``stats``, against the labels of ``data_samples``, and
         (logged only) ``keep_fraction``, ``flops_ratio`` and
         ``stop_threshold``."""
-        info = stats
-        if not self.training or info is None:
+        if not self.training or stats is None:
             return {}
         losses: Dict[str, Tensor] = {}
-        if info.head_maps:
+        if stats.head_maps:
             labels = self._labels(data_samples)
-            for layer, logits, seen in info.head_maps:
+            for layer, logits, seen in stats.head_maps:
                 losses[f'loss_aux_l{layer}'] = self._head_loss(
                     logits, seen, labels)
         if self.head_layers:
-            losses['keep_fraction'] = info.keep_fraction.mean().float()
-        losses['flops_ratio'] = info.flops_fraction.mean().float()
-        if info.threshold is not None:
-            losses['stop_threshold'] = torch.tensor(float(info.threshold))
-        losses.update(self.tokenizer.losses(self, info))
+            losses['keep_fraction'] = stats.keep_fraction.mean().float()
+        losses['flops_ratio'] = stats.flops_fraction.mean().float()
+        if stats.threshold is not None:
+            losses['stop_threshold'] = torch.tensor(float(stats.threshold))
+        losses.update(self.tokenizer.losses(self, stats))
         return losses
 
     def _labels(self, data_samples) -> Tensor:
