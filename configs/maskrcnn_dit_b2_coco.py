@@ -19,7 +19,7 @@ model = dict(
         # every iteration trains the learned route and one drawn fixed
         # route (README: training for every budget); None: the learned
         # route alone, the single-target recipe
-        budget_sampling=dict(sandwich=True, full=0.25, low=0.3)),
+        budget_sampling=dict(sandwich=True, full=0.25, low=0.3, high=0.75)),
     neck=dict(type='RoutedFPN', in_channels=[64, 128, 320, 512]))
 
 # the gates start on the PVTv2 route; a larger step lets them leave it

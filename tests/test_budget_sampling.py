@@ -25,6 +25,17 @@ def test_the_draw_depends_on_the_iteration_alone_and_has_every_kind():
     # a backbone's minimum raises the fixed draws
     assert all(d is LEARNED or d >= 0.6
                for d in (sampler.draw(i, minimum=0.6) for i in range(100)))
+    # high bounds the fixed draws (the static route's share is kept)
+    capped = BudgetSampler(learned=0.5, full=0.25, low=0.3, high=0.75)
+    draws = [capped.draw(i) for i in range(400)]
+    fixed = [d for d in draws if d is not LEARNED and d != FULL]
+    assert min(fixed) >= 0.3 and max(fixed) < 0.75
+    assert max(fixed) - min(fixed) > 0.4
+    assert sum(d == FULL for d in draws) == sum(
+        d == FULL for d in (sampler.draw(i) for i in range(400)))
+    # a minimum above high: the minimum (fixed draws never go under it)
+    assert all(d is LEARNED or d == FULL or d == 0.8
+               for d in (capped.draw(i, minimum=0.8) for i in range(100)))
     # inside a runner: the message hub's iteration
     hub = MessageHub.get_current_instance()
     hub.update_info('iter', 7)
@@ -38,6 +49,8 @@ def test_the_draw_depends_on_the_iteration_alone_and_has_every_kind():
     (dict(learned=0.8, full=0.4), ValueError),
     (dict(low=0.), ValueError),
     (dict(low=1.2), ValueError),
+    (dict(low=0.5, high=0.4), ValueError),
+    (dict(high=1.5), ValueError),
     (dict(learnt=0.5), KeyError),
 ])
 def test_bad_sampling_configs_name_the_problem(cfg, error):

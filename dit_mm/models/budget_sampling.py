@@ -4,14 +4,14 @@ A model trained only on its learned route is off that path at any other
 budget (issue 18: ``set_budget(1.0)`` scored least). With ``budget_sampling``
 each training iteration runs one route drawn from the iteration alone: the
 learned decisions (with their budget loss), the static route (budget 1.0), or
-a fixed budget drawn uniformly from ``[low, 1)`` (``low`` raised to the
+a fixed budget drawn uniformly from ``[low, high)`` (``low`` raised to the
 backbone's minimum at the input size). So the necks and heads learn every
 route the run-time knob can ask for, and the gates learn to rank tokens for
-the fixed budgets. The README's "Training for every budget" measures both
-recipes; the DiT configs use the sandwich.
+the fixed budgets. docs/budgets.md ("Training for every budget") measures the
+recipes; the DiT configs use the sandwich with ``high=0.75``.
 
 With ``sandwich=True`` every iteration trains the learned decisions *and*
-one drawn fixed route (the static one or a budget from ``[low, 1)``) on the
+one drawn fixed route (the static one or a budget from ``[low, high)``) on the
 same batch, their task losses added (the second route's prefixed
 ``fixed_``): the learned route gets every update, as in the single-target
 recipe, at the cost of a second forward and backward.
@@ -40,23 +40,28 @@ class BudgetSampler:
         learned: probability of the learned decisions.
         full: probability of the static route (``FULL``).
         low: the smallest fixed budget drawn (the rest of the probability
-            draws a budget uniformly from ``[low, 1)``; the backbone raises
-            it to what it must spend at the input size).
+            draws a budget uniformly from ``[low, high)``; the backbone
+            raises it to what it must spend at the input size).
+        high: the fixed budgets' upper end (1: up to the static route,
+            which ``full`` draws on its own; lower puts the fixed draws on
+            the cheaper routes, which train least).
         sandwich: the learned decisions in every iteration, and a second
             route (``learned`` is not read) in :meth:`second_route`.
     """
 
     def __init__(self, learned: float = 0.5, full: float = 0.25,
-                 low: float = 0.3, sandwich: bool = False):
+                 low: float = 0.3, sandwich: bool = False,
+                 high: float = 1.0):
         if not (0 <= learned <= 1 and 0 <= full <= 1
                 and learned + full <= 1):
             raise ValueError('budget_sampling takes probabilities learned and '
                              f'full that sum to at most 1, got learned='
                              f'{learned}, full={full}')
-        if not 0 < low < 1:
-            raise ValueError(f'budget_sampling low must be in (0, 1), got '
-                             f'{low}')
-        self.learned, self.full, self.low = learned, full, low
+        if not 0 < low < high <= 1:
+            raise ValueError(f'budget_sampling takes 0 < low < high <= 1, '
+                             f'got low={low}, high={high}')
+        self.learned, self.full = learned, full
+        self.low, self.high = low, high
         self.sandwich = bool(sandwich)
         self._second = False
 
@@ -84,7 +89,8 @@ class BudgetSampler:
         if u < learned + self.full:
             return FULL
         low = max(self.low, minimum)
-        return min(FULL, low + (1 - low) * rng.random())
+        high = max(self.high, low)
+        return min(FULL, low + (high - low) * rng.random())
 
 
 def build_budget_sampler(cfg: Optional[dict]) -> Optional[BudgetSampler]:
@@ -92,8 +98,9 @@ def build_budget_sampler(cfg: Optional[dict]) -> Optional[BudgetSampler]:
     route in every iteration, the single-target recipe)."""
     if cfg is None:
         return None
-    unknown = set(cfg) - {'learned', 'full', 'low', 'sandwich'}
+    known = {'learned', 'full', 'low', 'high', 'sandwich'}
+    unknown = set(cfg) - known
     if unknown:
-        raise KeyError(f'budget_sampling takes learned, full, low and '
-                       f'sandwich, got {sorted(unknown)}')
+        raise KeyError(f'budget_sampling takes {", ".join(sorted(known))}, '
+                       f'got {sorted(unknown)}')
     return BudgetSampler(**cfg)
