@@ -4,32 +4,29 @@ budgets 1.0 and 0.5: pictures of the image's size that differ) and the budget
 sweep (mAP against executed FLOPs and latency, PVTv2 marked); run again, it
 does not train or sweep a second time.
 
-The demo runs here on the suite's shared run of the demo's config (a third of
-its schedule, ``trained_detector`` in conftest.py), handed to it as its own run
-stopped one iteration before the end: the demo resumes it, so its training
-step runs (one iteration) and what it evaluates, draws and sweeps is a model
-that detects. Whether the mAP of a model trained as the demo trains rises
-with the budget within the tolerance is measured on 160 val images and two
-seeds in docs/budgets.md: on the demo's 32 val images a point moves by up to
-0.06, and after 100 iterations the sweep's largest fall ranged from 0.004 to
-0.034 over two seeds, so it is reported and checked here, not asserted."""
+The demo runs here with a short schedule (``ITERS``), which checks its wiring;
+that its model learns (mAP well above zero) is checked once, on the suite's
+shared run of the demo's config, a third of the demo's schedule
+(``trained_detector`` in conftest.py)."""
 import json
 import os
-import shutil
 import subprocess
-from pathlib import Path
 
 import cv2
 import pytest
 
-from conftest import DEMO_CONFIG, ROOT
+from conftest import ROOT
 from test_tools import metric
 
+# iterations of the demo's wiring runs: enough for the heads to detect
+# something at every budget, without which CocoMetric reports no mAP to
+# sweep (measured: bbox mAP 0.000 after 10 iterations, 0.035 after 20)
+ITERS = 20
 
-def run_demo(work_dir, iters=None, returncode=0):
-    env = dict(os.environ, WORK_DIR=str(work_dir), PYTHONUNBUFFERED='1')
-    if iters is not None:
-        env['ITERS'] = str(iters)
+
+def run_demo(work_dir, iters=ITERS, returncode=0):
+    env = dict(os.environ, WORK_DIR=str(work_dir), ITERS=str(iters),
+               PYTHONUNBUFFERED='1')
     proc = subprocess.run(['bash', 'tools/demo.sh'], cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, timeout=1800)
@@ -102,7 +99,11 @@ def check_sweep(out, work_dir, swept=True):
 def check_largest_fall(sweep, fixed, out, swept):
     """The sweep's monotonicity report: the largest fall of mAP from a
     fixed budget to a larger one, its budgets, and the verdict against the
-    default tolerance for mAP, 0.02 (printed when the sweep ran)."""
+    default tolerance for mAP, 0.02 (printed when the sweep ran). Whether a
+    trained model meets it is measured on 160 val images and two seeds in
+    docs/budgets.md: a wiring run's twenty iterations are too few to expect
+    it, and even after 100 iterations the 32 demo val images gave largest
+    falls of 0.004 and 0.034 for two seeds."""
     fall = sweep['largest_fall']
     drops = {(low['budget'], high['budget']): low['metric'] - high['metric']
              for low in fixed for high in fixed
@@ -125,32 +126,19 @@ def test_the_demo_model_learns(trained_detector):
     assert bbox > 0.3 and segm > 0.3, (bbox, segm)
 
 
-def stopped_demo_run(trained, work_dir) -> int:
-    """``trained`` (the shared run) copied into ``work_dir`` as a demo run
-    stopped after its iterations (checkpoint, ``last_checkpoint``, dumped
-    config); the demo's ``ITERS`` that asks for one iteration more."""
-    source, iters = Path(trained['work_dir']), trained['iters']
-    checkpoint = work_dir / f'iter_{iters}.pth'
-    shutil.copy(source / checkpoint.name, checkpoint)
-    shutil.copy(source / Path(DEMO_CONFIG).name, work_dir)
-    (work_dir / 'last_checkpoint').write_text(str(checkpoint))
-    return iters + 1
-
-
 @pytest.mark.slow
-def test_demo_resumes_evaluates_draws_sweeps_and_a_second_run_only_evaluates(
-        trained_detector, tmp_path):
-    iters = stopped_demo_run(trained_detector, tmp_path)
-    out = run_demo(tmp_path, iters)
-    assert f'resumed epoch: 0, iter: {iters - 1}' in out, out[-3000:]
-    assert f'Saving checkpoint at {iters} iterations' in out
+def test_demo_trains_evaluates_draws_sweeps_and_a_second_run_only_evaluates(
+        toy_data, tmp_path):
+    out = run_demo(tmp_path)
+    assert f'Iter(train) [{ITERS}/{ITERS}]' in out
     trained = evaluation(out)
-    # reported (metric() asserts it; the second run must reproduce it)
+    # reported (metric() asserts it; the second run must reproduce it);
+    # what learning reaches is asserted on the shared 100-iteration run above
     bbox = metric(trained, 'coco/bbox_mAP')
     metric(trained, 'coco/segm_mAP')
     pictures = check_routing_pictures(out, tmp_path)
     plot = check_sweep(out, tmp_path)
-    again = run_demo(tmp_path, iters)
+    again = run_demo(tmp_path)
     assert 'training is done, evaluating it again' in again
     assert 'Iter(train)' not in again
     assert metric(evaluation(again), 'coco/bbox_mAP') == bbox
