@@ -140,6 +140,19 @@ def test_truncated_checkpoint_gets_a_clear_error(runner_checkpoint, tmp_path):
     assert broken.read_bytes() == data[:len(data) // 2]
 
 
+@pytest.mark.parametrize('content', [b'not a checkpoint at all' * 10,
+                                     b'a damaged checkpoint', b''])
+def test_bytes_that_are_no_checkpoint_are_named(tmp_path, content):
+    """Whatever opcodes garbage bytes make for the unpickler (unsupported,
+    a pop from an empty stack, none at all), the error names the file."""
+    broken = tmp_path / 'broken.pth'
+    broken.write_bytes(content)
+    with pytest.raises(RuntimeError,
+                       match=r'broken\.pth is not a torch checkpoint'):
+        load_from_local_safely(str(broken))
+    assert broken.read_bytes() == content
+
+
 def test_missing_checkpoint_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         load_from_local_safely(str(tmp_path / 'nope.pth'))

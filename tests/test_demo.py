@@ -163,6 +163,26 @@ def test_demo_keeps_a_work_dir_of_another_model(tmp_path):
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
+def test_demo_redoes_a_step_recorded_for_another_checkpoint(tmp_path):
+    """A step's record names the checkpoint it ran on: after a run of 300
+    iterations, a run with ITERS=1 does not report that run's metrics as its
+    own but evaluates its own checkpoint (a damaged file here, which test.py
+    refuses by name), and the earlier log and record stay as they were."""
+    (tmp_path / 'iter_1.pth').write_bytes(b'a damaged checkpoint')
+    log = tmp_path / 'evaluation.log'
+    log.write_text('Iter(test) [8/8]    coco/bbox_mAP: 0.9120\n')
+    record = tmp_path / '.demo_done' / 'evaluation'
+    record.parent.mkdir()
+    record.write_text(f'{tmp_path}/iter_300.pth\n')
+    newer = (tmp_path / 'iter_1.pth').stat().st_mtime + 10
+    os.utime(record, (newer, newer))  # only the name tells it is another's
+    out = run_demo(tmp_path, iters=1, returncode=1)
+    assert 'training is done' in out and 'is evaluated already' not in out
+    assert f'{tmp_path}/iter_1.pth is not a torch checkpoint' in out
+    assert log.read_text() == 'Iter(test) [8/8]    coco/bbox_mAP: 0.9120\n'
+    assert record.read_text() == f'{tmp_path}/iter_300.pth\n'
+
+
 def test_demo_names_a_bad_number_of_iterations(tmp_path):
     out = run_demo(tmp_path / 'work', iters='0', returncode=1)
     assert "ITERS must be a positive number of iterations, got '0'" in out

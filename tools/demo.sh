@@ -59,9 +59,10 @@ EVALUATION=$WORK_DIR/evaluation.log
 if done_on_final evaluation "$EVALUATION"; then
   echo "[demo] $FINAL is evaluated already; its metrics ($EVALUATION):"
   grep -F 'Iter(test)' "$EVALUATION" | tail -n 1
-else
+else  # a failed evaluation leaves the log before it as it was
   "$PY" tools/test.py "$CONFIG" "$FINAL" --work-dir "$WORK_DIR" 2>&1 |
-    tee "$EVALUATION"
+    tee "$EVALUATION.part"
+  mv "$EVALUATION.part" "$EVALUATION"
   mark_done evaluation
 fi
 IMAGES=(data/toy/coco/val2017/*.jpg)  # sorted by name: the first val image

@@ -89,6 +89,12 @@ def _unpickler_reason(err: Exception) -> str:
     return 'an object torch does not name'
 
 
+def _not_a_checkpoint(filename: str, err: Exception) -> RuntimeError:
+    return RuntimeError(f'checkpoint {filename} is not a torch checkpoint '
+                        f'(corrupt or another format): '
+                        f'{type(err).__name__}: {err}')
+
+
 def load_from_local_safely(filename: str, map_location=None) -> dict:
     """``torch.load`` with ``weights_only=True`` plus mmengine's own objects."""
     filename = osp.expanduser(filename)
@@ -102,9 +108,7 @@ def load_from_local_safely(filename: str, map_location=None) -> dict:
         names = _unsafe_globals(filename)
         if not names and 'Unsupported operand' in str(err):
             # not a pickle that names something unsafe: bytes that are none
-            raise RuntimeError(
-                f'checkpoint {filename} is not a torch checkpoint (corrupt or '
-                f'another format): {err}') from err
+            raise _not_a_checkpoint(filename, err) from err
         names = names or [_unpickler_reason(err)]
         raise UnsafeCheckpointError(
             f'refusing to load checkpoint {filename}: it holds pickled '
@@ -119,10 +123,11 @@ def load_from_local_safely(filename: str, map_location=None) -> dict:
                 f'checkpoint {filename} is truncated or corrupt and cannot be '
                 f'read ({err})') from err
         raise
-    except (KeyError, EOFError, ValueError, AttributeError) as err:
-        raise RuntimeError(
-            f'checkpoint {filename} is not a readable torch checkpoint '
-            f'({type(err).__name__}: {err})') from err
+    except (IndexError, KeyError, EOFError, ValueError,
+            AttributeError) as err:
+        # bytes that are no pickle, read as opcodes, fail the weights-only
+        # unpickler wherever they lead it (b'a...' pops an empty stack)
+        raise _not_a_checkpoint(filename, err) from err
 
 
 def install() -> None:
