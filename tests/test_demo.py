@@ -169,18 +169,19 @@ def test_demo_redoes_a_step_recorded_for_another_checkpoint(tmp_path):
     own but evaluates its own checkpoint (a damaged file here, which test.py
     refuses by name), and the earlier log and record stay as they were."""
     (tmp_path / 'iter_1.pth').write_bytes(b'a damaged checkpoint')
-    log = tmp_path / 'evaluation.log'
-    log.write_text('Iter(test) [8/8]    coco/bbox_mAP: 0.9120\n')
-    record = tmp_path / '.demo_done' / 'evaluation'
+    log, logged = tmp_path / 'evaluation.log', (
+        'Iter(test) [8/8]    coco/bbox_mAP: 0.9120\n')
+    log.write_text(logged)
+    record, recorded = tmp_path / '.demo_done' / 'evaluation', (
+        f'{tmp_path}/iter_300.pth\n')
     record.parent.mkdir()
-    record.write_text(f'{tmp_path}/iter_300.pth\n')
+    record.write_text(recorded)
     newer = (tmp_path / 'iter_1.pth').stat().st_mtime + 10
     os.utime(record, (newer, newer))  # only the name tells it is another's
     out = run_demo(tmp_path, iters=1, returncode=1)
     assert 'training is done' in out and 'is evaluated already' not in out
     assert f'{tmp_path}/iter_1.pth is not a torch checkpoint' in out
-    assert log.read_text() == 'Iter(test) [8/8]    coco/bbox_mAP: 0.9120\n'
-    assert record.read_text() == f'{tmp_path}/iter_300.pth\n'
+    assert log.read_text() == logged and record.read_text() == recorded
 
 
 def test_demo_names_a_bad_number_of_iterations(tmp_path):
