@@ -41,6 +41,8 @@ def test_every_dovit_config_loads_with_its_backbone_and_classes(path):
         'ade20k': 'ADE20KDataset', 'cityscapes': 'CityscapesDataset'}[dataset]
     assert cfg.train_cfg.max_iters == (160000 if dataset == 'ade20k' else 80000)
     assert backbone.threshold_schedule.end == cfg.train_cfg.max_iters // 2
+    # training for every budget, the recipe docs/budgets.md chose
+    assert backbone.budget_sampling == dict(learned=0.75, full=0.15, low=0.3)
     width = WIDTH[arch]
     head = cfg.model.decode_head
     if decoder == 'upernet':

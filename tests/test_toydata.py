@@ -116,21 +116,50 @@ def _perfect_miou(dataset):
     return metric.evaluate(len(dataset))['mIoU'], seen
 
 
-def test_ade20k_dataset_and_iou_metric_read_the_toy_set(tmp_path):
+TOY_ADE20K_CONFIGS = ('segmenter_dovit', 'segmenter_msvit', 'upernet_dit_b0',
+                      'upernet_ditswinv2')
+
+
+def ade20k_val(root, **dataset_args):
     from mmseg.datasets import ADE20KDataset
-    make_ade20k(tmp_path, num_train=2, num_val=3)
     with in_scope('mmseg'):
-        dataset = ADE20KDataset(
-            data_root=str(tmp_path), data_prefix=dict(
+        return ADE20KDataset(
+            data_root=str(root), data_prefix=dict(
                 img_path='images/validation',
                 seg_map_path='annotations/validation'),
             pipeline=[dict(type='LoadImageFromFile'),
-                      dict(type='LoadAnnotations', reduce_zero_label=True)])
+                      dict(type='LoadAnnotations', reduce_zero_label=True)],
+            **dataset_args)
+
+
+def test_ade20k_dataset_and_iou_metric_read_the_toy_set(tmp_path):
+    """ADE20K's 150 classes, and the four the toy configs keep (the classes
+    the set draws: mmseg maps the others' labels to 255)."""
+    from mmengine import Config
+    from dit_mm.toydata.ade20k import drawn_classes
+    make_ade20k(tmp_path, num_train=2, num_val=3)
+    dataset = ade20k_val(tmp_path)
     assert len(dataset) == 3
     miou, seen = _perfect_miou(dataset)
     assert miou == pytest.approx(100.0)
     names = [dataset.metainfo['classes'][i] for i in seen if i != 255]
     assert 'wall' in names and len(names) >= 2
+    assert set(names) <= set(drawn_classes())
+    classes = Config.fromfile(
+        'configs/toy/_base_/toy_ade20k_classes.py').toy_ade20k_classes
+    assert classes == drawn_classes() == ('wall', 'painting', 'tent', 'ball')
+    four = ade20k_val(tmp_path, metainfo=dict(classes=classes))
+    miou, seen_of_four = _perfect_miou(four)
+    assert miou == pytest.approx(100.0)
+    assert {four.metainfo['classes'][i] for i in seen_of_four} == set(names)
+    for name in TOY_ADE20K_CONFIGS:
+        cfg = Config.fromfile(f'configs/toy/{name}_toy_ade20k.py')
+        heads = [cfg.model.decode_head, cfg.model.get('auxiliary_head'),
+                 cfg.model.backbone if 'dovit' in name else None]
+        assert {h.num_classes for h in heads if h} == {len(classes)}, name
+        for loader in ('train', 'val', 'test'):
+            dataset = cfg[f'{loader}_dataloader'].dataset
+            assert dataset.metainfo.classes == classes, (name, loader)
 
 
 def test_cityscapes_dataset_reads_the_toy_set(tmp_path):

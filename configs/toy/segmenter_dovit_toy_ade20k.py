@@ -2,7 +2,7 @@
 # set (tools/make_toy_data.py) and trained from scratch on a CPU: a 6-layer
 # ViT of width 96 with stop heads after layers 1 and 3, small crops, and a
 # threshold schedule from 1.0 (iteration 10) down to 0.9 (iteration 70).
-_base_ = '../segmenter_dovit_s_ade20k.py'
+_base_ = ['../segmenter_dovit_s_ade20k.py', './_base_/toy_ade20k_classes.py']
 
 data_root = 'data/toy/ade/ADEChallengeData2016'
 crop_size = (128, 128)
@@ -16,9 +16,11 @@ model = dict(
         img_size=crop_size,
         head_layers=[1, 3],
         drop_path_rate=0.0,
+        num_classes=4,  # the toy set's classes (_base_/toy_ade20k_classes.py)
         stop_threshold=0.9,
         threshold_schedule=dict(start=1.0, begin=10, end=70)),
     decode_head=dict(
+        num_classes=4,
         in_channels=96, channels=96, embed_dims=96, num_heads=3,
         num_layers=1),
     test_cfg=dict(mode='whole'))
@@ -42,9 +44,12 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=8,
     num_workers=2,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+    dataset=dict(data_root=data_root, pipeline=train_pipeline,
+                 metainfo=dict(classes={{_base_.toy_ade20k_classes}})))
 val_dataloader = dict(
-    num_workers=2, dataset=dict(data_root=data_root, pipeline=test_pipeline))
+    num_workers=2,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline,
+                 metainfo=dict(classes={{_base_.toy_ade20k_classes}})))
 test_dataloader = val_dataloader
 
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)

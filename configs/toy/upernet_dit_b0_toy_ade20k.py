@@ -1,7 +1,7 @@
 # DiT-b0 UperNet (upernet_dit_b0_ade20k.py) on the toy ADE20K set
 # (tools/make_toy_data.py), trained from scratch: narrow heads, small crops,
 # a CPU-sized schedule, BN instead of SyncBN, a budget target of 0.5.
-_base_ = '../upernet_dit_b0_ade20k.py'
+_base_ = ['../upernet_dit_b0_ade20k.py', './_base_/toy_ade20k_classes.py']
 
 data_root = 'data/toy/ade/ADEChallengeData2016'
 crop_size = (128, 128)
@@ -14,8 +14,9 @@ model = dict(
     backbone=dict(
         drop_path_rate=0.0,
         budget_loss=dict(target=0.5, weight=2.0, warmup_iters=50)),
-    decode_head=dict(channels=64, norm_cfg=norm_cfg),
-    auxiliary_head=dict(channels=64, norm_cfg=norm_cfg))
+    # the toy set's classes (_base_/toy_ade20k_classes.py)
+    decode_head=dict(num_classes=4, channels=64, norm_cfg=norm_cfg),
+    auxiliary_head=dict(num_classes=4, channels=64, norm_cfg=norm_cfg))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -36,9 +37,12 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=8,
     num_workers=2,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+    dataset=dict(data_root=data_root, pipeline=train_pipeline,
+                 metainfo=dict(classes={{_base_.toy_ade20k_classes}})))
 val_dataloader = dict(
-    num_workers=2, dataset=dict(data_root=data_root, pipeline=test_pipeline))
+    num_workers=2,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline,
+                 metainfo=dict(classes={{_base_.toy_ade20k_classes}})))
 test_dataloader = val_dataloader
 
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)

@@ -33,11 +33,16 @@ def executed_fractions(backbone: nn.Module, images: Sequence[Tensor],
 
 
 def calibrate_average_control(backbone: nn.Module, images: Sequence[Tensor],
-                              budget: float, steps: int = 30) -> Dict:
+                              budget: float, steps: int = 30,
+                              tolerance: float = 1e-3) -> Dict:
     """The control value whose mean executed FLOPs fraction over ``images``
     (``(1, C, H, W)`` each) is ``budget``, with the per-image fractions it
-    gives. A budget outside what the control reaches is a ``ValueError``
-    that names the reachable range. The backbone's control is restored."""
+    gives: the largest control found that spends at most ``budget``, the
+    bisection stopping once that is within ``tolerance`` of it (the
+    spending is a step function of the control, so more steps refine the
+    control, not what it spends) or after ``steps``. A budget outside what
+    the control reaches is a ``ValueError`` that names the reachable range.
+    The backbone's control is restored."""
     was_training, before = backbone.training, backbone.average_control
     backbone.eval()
     try:
@@ -56,6 +61,8 @@ def calibrate_average_control(backbone: nn.Module, images: Sequence[Tensor],
             spent = executed_fractions(backbone, images, mid)
             if statistics.fmean(spent) <= budget:
                 low, fractions = mid, spent
+                if budget - statistics.fmean(spent) <= tolerance:
+                    break
             else:
                 high = mid
     finally:

@@ -3,6 +3,8 @@ training|validation), read unchanged by mmseg's ``ADE20KDataset``.
 
 Annotation PNGs hold ADE20K's label values (class index + 1, 0 = other), so the
 stock ``reduce_zero_label=True`` pipeline and 150-class heads apply as they are.
+Four classes are drawn (``drawn_classes``); the toy configs score those alone
+(``configs/toy/_base_/toy_ade20k_classes.py``).
 """
 
 import numpy as np
@@ -19,6 +21,12 @@ SPLITS = (('training', 'train'), ('validation', 'val'))
 def ade20k_classes():
     from mmseg.datasets import ADE20KDataset
     return ADE20KDataset.METAINFO['classes']
+
+
+def drawn_classes():
+    """The classes the toy set's labels hold, in ADE20K's order."""
+    drawn = {BACKGROUND_CLASS, *KIND_TO_CLASS.values()}
+    return tuple(name for name in ade20k_classes() if name in drawn)
 
 
 @toy_set

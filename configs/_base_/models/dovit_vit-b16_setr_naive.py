@@ -18,6 +18,10 @@ model = dict(
         interpolate_mode='bilinear',
         num_classes=150,
         stop_threshold=0.985,
-        threshold_schedule=dict(start=1.0, begin=0, end=80000)),
+        threshold_schedule=dict(start=1.0, begin=0, end=80000),
+        # training for every budget (docs/budgets.md): an iteration trains the
+        # threshold route (75%), the full route (15%) or a budget drawn from
+        # [0.3, 1); None: the threshold route alone
+        budget_sampling=dict(learned=0.75, full=0.15, low=0.3)),
     decode_head=dict(in_channels=768, num_classes=150),
     auxiliary_head=None)
