@@ -78,6 +78,28 @@ def test_calibrated_control_meets_the_average_and_images_spend_differently(
         calibrate_average_control(model, xs, low / 2)
 
 
+def test_the_bisection_stops_once_it_spends_the_budget_within_tolerance(
+        monkeypatch):
+    """The spending is a step function of the control: the bisection stops
+    once the largest control found spends at most the budget and within
+    ``tolerance`` of it, not after all its steps."""
+    from dit_mm.analysis import budget_calibration
+    model, xs = BACKBONES['TokenPassViT'](), images(6, 128)
+    low = statistics.fmean(executed_fractions(model, xs,
+                                              model.control_range[0]))
+    target = round(low + 0.6 * (1 - low), 2)
+    controls = []
+
+    def spy(backbone, batch, control):
+        controls.append(control)
+        return executed_fractions(backbone, batch, control)
+
+    monkeypatch.setattr(budget_calibration, 'executed_fractions', spy)
+    result = calibrate_average_control(model, xs, target, tolerance=0.01)
+    assert target - 0.01 <= result['mean_fraction'] <= target
+    assert len(controls) < 2 + 30  # the two ends, then fewer than 30 steps
+
+
 def test_average_budget_reads_the_calibration_beside_the_checkpoint(tmp_path):
     model = dit()
     with pytest.raises(ValueError, match='calibrate_budget.py'):

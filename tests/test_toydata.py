@@ -9,7 +9,7 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 
-from conftest import load_tool
+from conftest import ROOT, load_tool
 from dit_mm.toydata import (ToyDataExistsError, make_ade20k, make_cityscapes,
                             make_coco, make_imagenet)
 
@@ -116,10 +116,6 @@ def _perfect_miou(dataset):
     return metric.evaluate(len(dataset))['mIoU'], seen
 
 
-TOY_ADE20K_CONFIGS = ('segmenter_dovit', 'segmenter_msvit', 'upernet_dit_b0',
-                      'upernet_ditswinv2')
-
-
 def ade20k_val(root, **dataset_args):
     from mmseg.datasets import ADE20KDataset
     with in_scope('mmseg'):
@@ -145,17 +141,19 @@ def test_ade20k_dataset_and_iou_metric_read_the_toy_set(tmp_path):
     names = [dataset.metainfo['classes'][i] for i in seen if i != 255]
     assert 'wall' in names and len(names) >= 2
     assert set(names) <= set(drawn_classes())
-    classes = Config.fromfile(
-        'configs/toy/_base_/toy_ade20k_classes.py').toy_ade20k_classes
+    classes = Config.fromfile(str(
+        ROOT / 'configs/toy/_base_/toy_ade20k_classes.py')).toy_ade20k_classes
     assert classes == drawn_classes() == ('wall', 'painting', 'tent', 'ball')
     four = ade20k_val(tmp_path, metainfo=dict(classes=classes))
     miou, seen_of_four = _perfect_miou(four)
     assert miou == pytest.approx(100.0)
     assert {four.metainfo['classes'][i] for i in seen_of_four} == set(names)
-    for name in TOY_ADE20K_CONFIGS:
-        cfg = Config.fromfile(f'configs/toy/{name}_toy_ade20k.py')
+    configs = sorted((ROOT / 'configs/toy').glob('*_toy_ade20k.py'))
+    assert len(configs) == 4
+    for name in configs:
+        cfg = Config.fromfile(str(name))
         heads = [cfg.model.decode_head, cfg.model.get('auxiliary_head'),
-                 cfg.model.backbone if 'dovit' in name else None]
+                 cfg.model.backbone if 'dovit' in name.stem else None]
         assert {h.num_classes for h in heads if h} == {len(classes)}, name
         for loader in ('train', 'val', 'test'):
             dataset = cfg[f'{loader}_dataloader'].dataset
