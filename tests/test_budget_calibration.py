@@ -57,13 +57,19 @@ def test_spending_rises_with_the_control(name):
     assert spent == sorted(spent) and spent[0] < spent[-1] - 0.1, spent
 
 
+def least_and_reachable(model, xs):
+    """The least mean fraction the control reaches on ``xs``, and an average
+    budget between it and 1 (reachable for every family)."""
+    low = statistics.fmean(executed_fractions(model, xs,
+                                              model.control_range[0]))
+    return low, round(low + 0.6 * (1 - low), 2)
+
+
 @pytest.mark.parametrize('name', list(BACKBONES))
 def test_calibrated_control_meets_the_average_and_images_spend_differently(
         name):
     model, xs = BACKBONES[name](), images(6, 128)
-    low = statistics.fmean(executed_fractions(model, xs,
-                                              model.control_range[0]))
-    target = round(low + 0.6 * (1 - low), 2)  # reachable for every family
+    low, target = least_and_reachable(model, xs)
     model.set_average_control(None)
     result = calibrate_average_control(model, xs, target)
     assert result['mean_fraction'] == pytest.approx(target, abs=0.02)
@@ -85,9 +91,7 @@ def test_the_bisection_stops_once_it_spends_the_budget_within_tolerance(
     ``tolerance`` of it, not after all its steps."""
     from dit_mm.analysis import budget_calibration
     model, xs = BACKBONES['TokenPassViT'](), images(6, 128)
-    low = statistics.fmean(executed_fractions(model, xs,
-                                              model.control_range[0]))
-    target = round(low + 0.6 * (1 - low), 2)
+    _, target = least_and_reachable(model, xs)
     controls = []
 
     def spy(backbone, batch, control):

@@ -59,9 +59,10 @@ def calibrate_average_control(backbone: nn.Module, images: Sequence[Tensor],
         for _ in range(steps):  # the largest control that spends <= budget
             mid = (low + high) / 2
             spent = executed_fractions(backbone, images, mid)
-            if statistics.fmean(spent) <= budget:
+            mean = statistics.fmean(spent)
+            if mean <= budget:
                 low, fractions = mid, spent
-                if budget - statistics.fmean(spent) <= tolerance:
+                if budget - mean <= tolerance:
                     break
             else:
                 high = mid
