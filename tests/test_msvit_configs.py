@@ -14,6 +14,7 @@ from mmengine.runner import Runner, load_checkpoint
 
 from conftest import ROOT, run_tool
 from test_dit_configs import ADE, ade_at
+from test_dovit_configs import TOY_120_ITERS
 from test_tools import logged_losses, metric
 
 CLS_TOY = 'configs/toy/cls_msvit_gate_toy_imagenet.py'
@@ -131,7 +132,8 @@ def test_toy_mixed_scale_segmenter_learns_with_coarse_tokens(toy_data,
                                                             tmp_path):
     """The whole model (gate, ViT, Segmenter head) from scratch on the toy
     ADE20K set: four classes, so one class everywhere scores at most 25."""
-    out = run_tool('tools/train.py', SEG_TOY, '--work-dir', tmp_path)
+    out = run_tool('tools/train.py', SEG_TOY, '--work-dir', tmp_path,
+                   *TOY_120_ITERS)
     assert metric(out, 'mIoU') > 40.0
     coarse = logged_losses(tmp_path, 'coarse_fraction')
     flops = logged_losses(tmp_path, 'flops_ratio')

@@ -1,5 +1,5 @@
 # The toy token-pass Segmenter (segmenter_dovit_toy_ade20k.py: data, 128x128
-# crops, 120 iterations, head) with the mixed-scale backbone of
+# crops, 480 iterations, head) with the mixed-scale backbone of
 # segmenter_msvit_s_ade20k.py shrunk the same way, trained whole from scratch
 # on a CPU (the second recipe stage without the first): a 6-layer ViT of width
 # 96, a 4x4 grid of coarse regions, the generalised batch-shaping loss pulling
