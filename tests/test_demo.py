@@ -121,7 +121,7 @@ def check_largest_fall(sweep, fixed, out, swept):
 
 
 def test_the_demo_model_learns(trained_detector):
-    """The demo's config after 100 of its 300 iterations: bbox and segm mAP
+    """The demo's config after 100 of its 600 iterations: bbox and segm mAP
     on the 32 toy val images well above zero."""
     bbox = metric(trained_detector['test'], 'coco/bbox_mAP')
     segm = metric(trained_detector['test'], 'coco/segm_mAP')

@@ -13,7 +13,7 @@
 # pictures and the sweep run again only when they are not of the final
 # checkpoint (another ITERS, a checkpoint newer than they are).
 # WORK_DIR=dir puts the run elsewhere (default work_dirs/demo); ITERS=N stops
-# training after N iterations (default: the config's 300; the learning-rate
+# training after N iterations (default: the config's 600; the learning-rate
 # steps stay where the config puts them), e.g. ITERS=20 to try the wiring.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

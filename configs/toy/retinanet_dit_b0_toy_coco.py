@@ -1,6 +1,6 @@
 # DiT-b0 RetinaNet (configs/retinanet_dit_b0_coco.py) on the toy COCO set
 # (tools/make_toy_data.py), from scratch: narrow FPN and head, the Mask R-CNN
-# toy schedule (maskrcnn_dit_b0_toy_coco.py) without masks.
+# toy (maskrcnn_dit_b0_toy_coco.py) without masks, in 300 iterations.
 _base_ = '../retinanet_dit_b0_coco.py'
 
 data_root = 'data/toy/coco/'
