@@ -1,7 +1,7 @@
 # DiT-b0 Mask R-CNN (configs/maskrcnn_dit_b0_coco.py) on the toy COCO set
 # (tools/make_toy_data.py), trained from scratch: narrow FPN and heads, small
 # images, an iteration schedule that fits a CPU, a budget target of 0.5 with a
-# short warm-up. The demo trains it. 600 iterations (about 17 min alone on 2
+# short warm-up. The demo trains it. 600 iterations (about 21 min alone on 2
 # cores): after 300 its fixed budgets scored up to 0.039 mAP under the learned
 # route and its seeds differed by 0.029; after 600 they meet the bars
 # (docs/budgets.md, "Training for every budget").
