@@ -21,5 +21,9 @@ model = dict(
         scale_gate=dict(hidden_dims=(64, 64), init_logit=3.0),
         scale_loss=dict(
             type='GeneralizedBatchShapingLoss', target=0.5, weight=1.0,
-            grid=(16, 16))))
+            grid=(16, 16)),
+        # training for every budget (docs/budgets.md): an iteration trains the
+        # learned gate (75%), the all-fine route (15%) or a budget drawn from
+        # [0.3, 1), as the token-pass configs do; None: the learned gate alone
+        budget_sampling=dict(learned=0.75, full=0.15, low=0.3)))
 load_from = 'work_dirs/segmenter_msvit_b_gate_ade20k/iter_8000.pth'

@@ -94,8 +94,29 @@ def check_sweep(out, work_dir, swept=True):
     assert half['backbone_gflops'] == pytest.approx(
         0.5 * full['backbone_gflops'], rel=0.05)
     assert all(p['latency_ms'] > 0 for p in sweep['points'])
+    check_spending(points, full)
     check_largest_fall(sweep, [points[label] for label in FIXED], out, swept)
     return path.read_bytes()
+
+
+def check_spending(points, full):
+    """What the backbone spent on every one of the 32 test images, by its
+    own cost model: a fixed budget spends at most its ``r`` on each, and
+    from 0.5 up (every image alike) the mean agrees with the independent
+    counter's on the first four images (under 0.5 a block may keep no token
+    and skip its whole-map part, which the cost model still counts: up to
+    0.035 more than the counter after 600 iterations); the learned and
+    average routes spend per image, the mean within their range."""
+    for name, point in points.items():
+        spent = point['spending']
+        assert spent['images'] == 32, name
+        assert spent['min'] <= spent['mean'] <= spent['max'], name
+        if point['mode'] == 'fixed':
+            assert spent['max'] <= point['budget'] + 1e-3, name
+        if point['mode'] == 'fixed' and point['budget'] >= 0.5:
+            assert spent['mean'] == pytest.approx(
+                point['backbone_gflops'] / full['backbone_gflops'],
+                abs=0.02), name
 
 
 def check_largest_fall(sweep, fixed, out, swept):

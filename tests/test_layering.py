@@ -142,8 +142,14 @@ def test_a_forward_returns_its_stats_and_leaves_nothing_on_the_module():
             logged = backbone.aux_losses(out.stats)['flops_ratio']
             assert float(logged) == pytest.approx(ratio), name
         with backbone.recording() as record:
+            fourth = backbone(images[1])
             third = backbone(images[0])
-        assert record.stats is third.stats and record.shapes == [(64, 64)]
+        assert record.stats is third.stats
+        assert record.shapes == [(96, 96), (64, 64)]
+        # every image's fraction, in order (the sweep's spending column)
+        assert torch.equal(record.flops_fractions(), torch.cat([
+            fourth.stats.flops_fraction, third.stats.flops_fraction
+        ]).detach().float()), name
         assert backbone.aux_losses(None) == {}, name
         if name == 'TokenPassViT':  # the stop heads, for the pictures
             assert third.stats.head_layers == (0, 1, 2)

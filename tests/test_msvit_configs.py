@@ -43,6 +43,8 @@ def test_every_msvit_config_loads_with_its_stage_and_grid(path):
         assert cfg.model.type == 'DynamicEncoderDecoder'
         assert cfg.train_dataloader.dataset.type == 'ADE20KDataset'
         assert cfg.model.decode_head.num_classes == 150
+        assert backbone.budget_sampling == dict(learned=0.75, full=0.15,
+                                                low=0.3)
     if stage == ['gate']:
         assert cfg.load_from is None
         assert 'backbone.scale_gate' in cfg.model.train_only

@@ -103,6 +103,19 @@ if ! "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'
       "$PY" -c 'import torch; raise SystemExit(0 if torch.cuda.is_available() else 1)' 2>/dev/null ||
         CUDA_ENV+=("TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-8.0;8.6;8.9;9.0}")
       CUDA_ENV+=("CPATH=$NV_INCLUDE${CPATH:+:$CPATH}" "NVCC_APPEND_FLAGS=${NV_INCLUDE:+-I${NV_INCLUDE//:/ -I}}")
+      # torch compiles the ops' C++ files with $CUDA_HOME/include, and without
+      # CUDA_HOME takes the folder above the nvcc on the PATH: a wrapper script
+      # there (/usr/local/bin/nvcc) makes it /usr/local, with no CUDA headers,
+      # and the C++ files then fail on crt/host_defines.h
+      if [[ -z ${CUDA_HOME:-} ]]; then
+        NVCC_ON_PATH=$(command -v nvcc || true)
+        for home in "${CUDA_PATH:-}" /usr/local/cuda "${NVCC_ON_PATH%/bin/nvcc}"; do
+          if [[ -n $home && -x $home/bin/nvcc && -f $home/include/cuda_runtime_api.h ]]; then
+            CUDA_ENV+=("CUDA_HOME=$home")
+            break
+          fi
+        done
+      fi
     fi
     # torch's extension builder calls its compilers through ccache when it is
     # installed; paths made relative to the temp root let a build that was

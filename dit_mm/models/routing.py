@@ -3,6 +3,7 @@ statistics, on the output (:class:`RoutedFeatures`), never left on the module.""
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
+import torch
 from torch import Tensor, nn
 
 
@@ -79,24 +80,36 @@ class RoutedFeatures(tuple):
 
 class ForwardRecord:
     """What a backbone's forwards gave while this is open (a ``with`` block,
-    or until :meth:`close`): the ``(H, W)`` of every input (``shapes``) and
-    the :class:`RouteStats` of the last one (``stats``; ``None`` from a
-    backbone that reports none). How a caller that runs a whole task model
+    or until :meth:`close`): the ``(H, W)`` of every input (``shapes``), the
+    :class:`RouteStats` of the last one (``stats``; ``None`` from a backbone
+    that reports none) and every image's executed FLOPs fraction
+    (:meth:`flops_fractions`). How a caller that runs a whole task model
     reads its backbone's statistics."""
 
     def __init__(self, backbone: nn.Module):
         self.shapes: List[Tuple[int, int]] = []
         self.stats: Optional[RouteStats] = None
+        self._fractions: List[Tensor] = []  # on the device: no host sync
         self._handle = backbone.register_forward_hook(self._record)
 
     def _record(self, module, inputs, output) -> None:
         self.shapes.append(tuple(inputs[0].shape[-2:]))
         self.stats = output.stats if isinstance(output, RoutedFeatures) \
             else None
+        if self.stats is not None:
+            self._fractions.append(self.stats.flops_fraction.detach())
+
+    def flops_fractions(self) -> Tensor:
+        """``(N,)`` the executed FLOPs fraction of the static network of
+        every image the backbone saw while this was open, in order."""
+        if not self._fractions:
+            return torch.zeros(0)
+        return torch.cat([f.float().cpu() for f in self._fractions])
 
     def clear(self) -> None:
         self.shapes.clear()
         self.stats = None
+        self._fractions.clear()
 
     def close(self) -> None:
         self._handle.remove()

@@ -12,7 +12,11 @@ For every budget the config's own test loop runs (real dataset, real metric,
 backbone swapped for its static peer carrying the same weights (mmdet PVTv2
 for DiT, mmseg ViT for token pass and MSViT). FLOPs are the executed
 multiply-accumulates of the whole model per image (``get_flops.py``'s
-counter), mean over the first ``--flops-images`` val images; latency is the
+counter), mean over the first ``--flops-images`` val images; beside them,
+what the backbone spent on *every* test image by its own cost model (the
+executed fraction of its static network: mean, min and max, ``spending`` in
+``sweep.json``), which is what a learned or average route costs, since its
+images spend unequally (a few images' mean can be 0.1 off); latency is the
 whole model's (``mode='predict'``, batch 1, the first val image, CPU), the
 budgets and the peer timed round-robin in the same run. ``none`` among the
 budgets adds the learned decisions (or the stop threshold). Writes
@@ -38,6 +42,7 @@ import argparse
 import os.path as osp
 import statistics
 import sys
+from contextlib import nullcontext
 
 import torch
 from mmengine.config import DictAction
@@ -101,20 +106,35 @@ def choose_metric(metrics: dict, wanted=None) -> str:
                 next(iter(metrics)))
 
 
-def evaluate(runner, route=None, peer=None) -> dict:
+def evaluate(runner, route=None, peer=None) -> tuple:
     """The test loop's metrics at budget ``route``, or with ``peer`` as
-    backbone (numbers as Python floats)."""
+    backbone (numbers as Python floats), and (own backbone only) what every
+    test image spent: :func:`spending` of the backbone's own executed FLOPs
+    fractions."""
     model = runner.model
     own = model.backbone
+    recording = own.recording() if peer is None else nullcontext()
     if peer is not None:
         model.backbone = peer  # takes no budget: ``route`` does nothing
     try:
-        with budget(model, route):
+        with budget(model, route), recording as record:
             metrics = runner.test()
     finally:
         model.backbone = own
-    return {k: float(v) if isinstance(v, (int, float)) or hasattr(
+    metrics = {k: float(v) if isinstance(v, (int, float)) or hasattr(
         v, 'item') else v for k, v in metrics.items()}
+    return metrics, None if record is None else spending(
+        record.flops_fractions())
+
+
+def spending(fractions: torch.Tensor) -> dict:
+    """Mean, min and max of per-image executed FLOPs fractions (of the
+    static network, the backbone's own cost model) and how many images: the
+    learned and average routes spend per image, so their mean over the
+    whole test set, not over the few images the counter measures, is what
+    they cost."""
+    return dict(mean=float(fractions.mean()), min=float(fractions.min()),
+                max=float(fractions.max()), images=len(fractions))
 
 
 def feasible_budgets(model, batches, budgets, skip: bool = False) -> list:
@@ -196,9 +216,10 @@ def latencies(model, peer_model, data, budgets, repeats, warmup):
 
 
 def draw(points, peer, metric: str, title: str, path: str) -> None:
-    """Metric against GFLOPs and against latency: the fixed budgets a
-    labelled line, the learned decisions a green diamond, the static peer a
-    red star."""
+    """Metric against the backbone's spending (mean over the test images,
+    the static peer at 1) and against latency: the fixed budgets a labelled
+    line, the learned decisions a green diamond, the static peer a red
+    star."""
     import matplotlib
     matplotlib.use('Agg')  # files only, no display
     import matplotlib.pyplot as plt
@@ -207,23 +228,27 @@ def draw(points, peer, metric: str, title: str, path: str) -> None:
     learned = [p for p in points if p['mode'] == 'learned']
     average = sorted((p for p in points if p['mode'] == 'average'),
                      key=lambda p: p['budget'])
-    for ax, key, label in ((axes[0], 'gflops', 'GFLOPs per image (executed)'),
-                           (axes[1], 'latency_ms', 'latency, ms per image')):
-        ax.plot([p[key] for p in fixed], [p['metric'] for p in fixed], 'o-',
+    images = points[0]['spending']['images']
+    spent = f'backbone FLOPs / static (mean of {images} test images)'
+    for ax, x, label in (
+            (axes[0], lambda p: p['spending']['mean'] if p is not peer
+             else 1.0, spent),
+            (axes[1], lambda p: p['latency_ms'], 'latency, ms per image')):
+        ax.plot([x(p) for p in fixed], [p['metric'] for p in fixed], 'o-',
                 color='tab:blue', label='set_budget(r)')
         if learned:
-            ax.plot([learned[0][key]], [learned[0]['metric']], 'D',
+            ax.plot([x(learned[0])], [learned[0]['metric']], 'D',
                     color='tab:green', markersize=8, label='learned')
         if average:
-            ax.plot([p[key] for p in average], [p['metric'] for p in average],
+            ax.plot([x(p) for p in average], [p['metric'] for p in average],
                     's--', color='tab:orange',
                     label='learned, calibrated average')
         for p in points:
             ax.annotate(p['label'].replace('budget ', ''),
-                        (p[key], p['metric']),
+                        (x(p), p['metric']),
                         textcoords='offset points', xytext=(4, 4),
                         fontsize=8)
-        ax.plot([peer[key]], [peer['metric']], '*', color='tab:red',
+        ax.plot([x(peer)], [peer['metric']], '*', color='tab:red',
                 markersize=14, label=peer['name'])
         ax.set_xlabel(label)
         ax.set_ylabel(metric)
@@ -266,15 +291,17 @@ def main(argv=None):
         raise SystemExit('error: no budget of the grid can be met on the val '
                          'images (see the messages above)')
     json_path = osp.join(out_dir, 'sweep.json')
-    metrics = {}
+    metrics, spent = {}, {}
     for b in budgets:
-        metrics[b] = evaluate(runner, b)  # the first loads the weights
+        # the first loads the weights
+        metrics[b], spent[b] = evaluate(runner, b)
         write_json(json_path, dict(
             config=args.config, checkpoint=args.checkpoint, complete=False,
-            metrics={label(k): v for k, v in metrics.items()}))
+            metrics={label(k): v for k, v in metrics.items()},
+            spending={label(k): v for k, v in spent.items()}))
     model.eval()
     peer_model = with_static_peer(model)
-    peer_metrics = evaluate(runner, peer=peer_model.backbone)
+    peer_metrics, _ = evaluate(runner, peer=peer_model.backbone)
     key = choose_metric(metrics[budgets[0]], args.metric)
 
     gflops = {b: mean_flops(model, batches, b) for b in budgets}
@@ -287,25 +314,29 @@ def main(argv=None):
                    metric=float(metrics[b][key]),
                    gflops=gflops[b][0], backbone_gflops=gflops[b][1],
                    latency_ms=stats[label(b)]['median_ms'],
-                   metrics=metrics[b]) for b in budgets]
+                   spending=spent[b], metrics=metrics[b]) for b in budgets]
     peer_point = dict(name=f'{peer_name(model.backbone)} (static)',
                       metric=float(peer_metrics[key]),
                       gflops=peer_gflops[0], backbone_gflops=peer_gflops[1],
                       latency_ms=stats['peer']['median_ms'],
                       metrics=peer_metrics)
     rows = [[p['label'], fmt(p['metric'], 4), fmt(p['gflops'], 3),
-             fmt(p['backbone_gflops'], 3), fmt(p['latency_ms'], 1),
+             fmt(p['backbone_gflops'], 3),
+             f"{p['spending']['mean']:.3f} ({p['spending']['min']:.2f}-"
+             f"{p['spending']['max']:.2f})", fmt(p['latency_ms'], 1),
              fmt(p['latency_ms'] / peer_point['latency_ms'])]
             for p in points]
     rows.append([peer_point['name'], fmt(peer_point['metric'], 4),
-                 fmt(peer_gflops[0], 3), fmt(peer_gflops[1], 3),
-                 fmt(peer_point['latency_ms'], 1),
-                 '1.000'])
+                 fmt(peer_gflops[0], 3), fmt(peer_gflops[1], 3), '1',
+                 fmt(peer_point['latency_ms'], 1), '1.000'])
     print(f'\n## {name}: {key} against executed GFLOPs and latency '
           f'(whole model, batch 1, {env["threads"]} threads, medians of '
           f'{args.repeats} rounds)\n')
+    images = points[0]['spending']['images']
     print(markdown_table(['route', key, 'GFLOPs / image', 'backbone',
-                          'latency ms', 'latency / peer'], rows))
+                          f'backbone fraction, {images} test images: mean '
+                          '(min-max)', 'latency ms', 'latency / peer'],
+                         rows))
     tolerance = (default_tolerance(key) if args.tolerance is None else
                  args.tolerance)
     fall = largest_fall(points, tolerance)
