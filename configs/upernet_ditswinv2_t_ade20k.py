@@ -15,6 +15,8 @@ model = dict(
         pretrained_window_sizes=[16, 16, 16, 8],
         drop_path_rate=0.2,
         stop_threshold=0.01,
-        budget_loss=dict(target=0.7, weight=2.0, warmup_iters=1500)),
+        budget_loss=dict(target=0.7, weight=2.0, warmup_iters=1500),
+        # training for every budget, as the PVTv2 DiT configs (docs/budgets.md)
+        budget_sampling=dict(sandwich=True, full=0.25, low=0.3, high=0.75)),
     decode_head=dict(in_channels=[96, 192, 384, 768]),
     auxiliary_head=dict(in_channels=384))

@@ -66,6 +66,10 @@ def ade_at(root, num_test=2):
     ]
 
 
+# training for every budget, the recipe docs/budgets.md chose
+SANDWICH = dict(sandwich=True, full=0.25, low=0.3, high=0.75)
+
+
 @pytest.mark.parametrize(
     'path', sorted(glob.glob(str(ROOT / 'configs/*_dit_*.py'))))
 def test_every_dit_config_loads_with_dit_and_its_loss(path):
@@ -74,6 +78,7 @@ def test_every_dit_config_loads_with_dit_and_its_loss(path):
     assert cfg.model.type.startswith('Dynamic')
     assert cfg.model.backbone.type == 'DiT'
     assert cfg.model.backbone.budget_loss.target == 0.7
+    assert cfg.model.backbone.budget_sampling == SANDWICH  # every budget
     arch = cfg.model.backbone.arch
     assert f'_dit_{arch}_' in path
     widths = [32, 64, 160, 256] if arch == 'b0' else [64, 128, 320, 512]
