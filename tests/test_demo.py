@@ -110,7 +110,9 @@ def check_spending(points, full):
     for name, point in points.items():
         spent = point['spending']
         assert spent['images'] == 32, name
-        assert spent['min'] <= spent['mean'] <= spent['max'], name
+        # (a mean of equal values may round a last bit past them)
+        assert spent['min'] - 1e-9 <= spent['mean'] <= spent['max'] + 1e-9, \
+            name
         if point['mode'] == 'fixed':
             assert spent['max'] <= point['budget'] + 1e-3, name
         if point['mode'] == 'fixed' and point['budget'] >= 0.5:

@@ -149,7 +149,7 @@ def test_a_forward_returns_its_stats_and_leaves_nothing_on_the_module():
         # every image's fraction, in order (the sweep's spending column)
         assert torch.equal(record.flops_fractions(), torch.cat([
             fourth.stats.flops_fraction, third.stats.flops_fraction
-        ]).detach().float()), name
+        ]).detach().double()), name
         assert backbone.aux_losses(None) == {}, name
         if name == 'TokenPassViT':  # the stop heads, for the pictures
             assert third.stats.head_layers == (0, 1, 2)

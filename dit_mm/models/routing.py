@@ -103,8 +103,8 @@ class ForwardRecord:
         """``(N,)`` the executed FLOPs fraction of the static network of
         every image the backbone saw while this was open, in order."""
         if not self._fractions:
-            return torch.zeros(0)
-        return torch.cat([f.float().cpu() for f in self._fractions])
+            return torch.zeros(0, dtype=torch.float64)
+        return torch.cat([f.double().cpu() for f in self._fractions])
 
     def clear(self) -> None:
         self.shapes.clear()
