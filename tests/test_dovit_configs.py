@@ -15,8 +15,8 @@ from test_dit_configs import ADE, ade_at
 from test_tools import logged_losses, metric, short_run
 
 TOY = 'configs/toy/segmenter_dovit_toy_ade20k.py'
-# the toy ADE20K Segmenters' schedules cut (from 480 and, MSViT, 960) to the 120 that
-# show them learning (the polynomial decay ends with the run)
+# the toy ADE20K Segmenters' schedules cut (from 480, and MSViT's from 960)
+# to the 120 that show them learning (the polynomial decay ends with the run)
 TOY_120_ITERS = ('--cfg-options', 'train_cfg.max_iters=120',
                  'train_cfg.val_interval=120', 'param_scheduler.0.end=120',
                  'default_hooks.checkpoint.interval=120')
