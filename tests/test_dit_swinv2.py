@@ -217,14 +217,16 @@ def test_a_map_under_its_window_needs_pad_small_map_as_in_mmpretrain():
 
 
 # ------------------------------------------------------------------ configs
-@pytest.mark.parametrize(
-    'path', sorted(glob.glob(str(ROOT / 'configs/*_ditswinv2_*.py'))))
+@pytest.mark.parametrize('path', sorted(
+    glob.glob(str(ROOT / 'configs/*_ditswinv2_*.py')) +
+    glob.glob(str(ROOT / 'configs/toy/*_ditswinv2_*.py'))))
 def test_every_swinv2_config_builds_with_matching_widths(path):
     cfg = Config.fromfile(path)
     backbone = cfg.model.backbone
     assert backbone.type == 'DiTSwinV2' and cfg.model.type.startswith(
         'Dynamic')
-    assert backbone.budget_sampling == SANDWICH  # as the PVTv2 DiT configs
+    # as the PVTv2 DiT configs; the toys too (docs/budgets.md, DiT on Swin-v2)
+    assert backbone.budget_sampling == SANDWICH
     dims = resolve_swinv2_arch(backbone.arch)['embed_dims']
     widths = [dims * 2**i for i in range(4)]
     if 'neck' in cfg.model:
