@@ -146,6 +146,18 @@ def test_set_budget_meets_the_flops_and_the_packed_windows_run_fewer():
     assert executed[0.5, 'packed'] < 0.9 * executed[0.5, 'whole']
 
 
+def test_a_budget_under_the_minimum_names_swins_unskippable_parts():
+    model = swin().eval()
+    floor = model.minimum_budget((64, 64))
+    model.set_budget(floor / 2)
+    with pytest.raises(ValueError, match=(
+            rf'below what DiTSwinV2 must spend at this input size '
+            rf'\({floor:.3f} of the static route: the patch embedding and '
+            'merging, the qkv projections and window attention')):
+        with torch.no_grad():
+            model(torch.randn(1, 3, 64, 64))
+
+
 def test_route_flops_match_mmpretrains_published_figure():
     # mmpretrain's swinv2-tiny-w8 at 256 px: 5.94 GFLOPs
     costs = swin_stage_costs(resolve_swinv2_arch('t'), [8] * 4, (256, 256))

@@ -84,6 +84,8 @@ class DiT(RoutedBackbone):
 
     peer_scope = 'mmdet'
     peer_name = 'mmdet PyramidVisionTransformerV2'
+    unskippable_parts = ('the patch embeddings, keys and values, depth-wise '
+                         'convolutions and gates no token skips')
 
     def build_static_peer(self) -> PeerBuild:
         return pvt_peer(self)

@@ -212,6 +212,10 @@ class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
         return '.gates.' in key or key.rsplit('.', 1)[-1] in (
             'learned_keep', 'learned_keep_steps')
 
+    # what a family's forward computes whichever tokens are kept, as a fixed
+    # budget's refusal names it (``pvt.py`` and ``swinv2.py`` say theirs)
+    unskippable_parts = 'the part of each block no token skips, and the gates'
+
     # the average-budget control: an offset on both gate logits (a token
     # that went down still stays down); +-30 saturates the sigmoid
     control_range = (-30.0, 30.0)
@@ -387,8 +391,7 @@ class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
 
     def minimum_budget(self, img_hw: Sequence[int]) -> float:
         """The smallest budget met at an input of ``img_hw``: the part no
-        token can skip (patch embeddings or merging, keys and values, the
-        depth-wise convolutions, the gates), as a fraction of the static
+        token can skip (``unskippable_parts``), as a fraction of the static
         route."""
         costs = self.stage_costs(img_hw)
         return _unskippable(costs) / sum(c.route for c in costs)
@@ -406,9 +409,8 @@ class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
             raise ValueError(
                 f'budget {budget:g} is below what '
                 f'{type(self).__name__} must spend at this input size '
-                f'({fixed / route:.3f} of the static route: the patch '
-                'embeddings, keys and values, depth-wise convolutions and '
-                'gates no token skips)')
+                f'({fixed / route:.3f} of the static route: '
+                f'{self.unskippable_parts})')
         profile = self.learned_keep
         key = (budget, tuple(img_hw), profile.data_ptr(), profile._version)
         if key not in self._allocations:
