@@ -214,7 +214,8 @@ class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
 
     # what a family's forward computes whichever tokens are kept, as a fixed
     # budget's refusal names it (``pvt.py`` and ``swinv2.py`` say theirs)
-    unskippable_parts = 'the part of each block no token skips, and the gates'
+    unskippable_parts = ('the down-sampling, what each block computes for '
+                         'the whole map and the gates no token skips')
 
     # the average-budget control: an offset on both gate logits (a token
     # that went down still stays down); +-30 saturates the sigmoid
