@@ -126,11 +126,14 @@ def test_a_stock_vit_config_with_our_type_loads_a_stock_checkpoint(
                                        (97, 33)])
 
 
+@pytest.mark.parametrize('num_layers', [4, 3, 1])
 @pytest.mark.parametrize('cls', [TokenPassViT, MixedScaleViT])
-def test_vits_take_mmsegs_defaults(cls):
+def test_vits_take_mmsegs_defaults(cls, num_layers):
     """Built from the same few arguments, ours is mmseg's ViT: its norm eps,
-    patch bias, image size and outputs (the defaults that differed)."""
-    kwargs = dict(embed_dims=96, num_layers=4, num_heads=3)
+    patch bias, image size and outputs (the defaults that differed), at any
+    depth mmseg builds (TokenPassViT refused 3 layers: its default stop
+    heads fell twice on one layer)."""
+    kwargs = dict(embed_dims=96, num_layers=num_layers, num_heads=3)
     torch.manual_seed(0)
     theirs = perturb(VisionTransformer(**kwargs))
     ours = cls(**kwargs)
@@ -144,6 +147,8 @@ def test_vits_take_mmsegs_defaults(cls):
 @pytest.mark.parametrize('kwargs', [
     dict(embed_dims=32, num_layers=[2, 2, 2, 2]),  # mmdet's b0 config
     dict(num_layers=[2, 2, 2, 2]),  # b1
+    # mmdet's attention drops the output projection's bias too (DiT kept it)
+    dict(embed_dims=32, num_layers=[1, 1, 2, 1], qkv_bias=False),
 ])
 def test_dit_is_mmdets_pvtv2_down_to_the_smallest_size_it_takes(kwargs):
     """Built from the same mmdet arguments (a stock config's backbone with

@@ -70,7 +70,9 @@ class SRAttention(nn.Module):
         self.attn_drop = attn_drop
         self.q = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
         self.kv = nn.Linear(embed_dims, embed_dims * 2, bias=qkv_bias)
-        self.proj = nn.Linear(embed_dims, embed_dims)
+        # mmdet's PVTv2 (nn.MultiheadAttention's ``bias``) drops the output
+        # projection's bias with the input projections'
+        self.proj = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
         self.proj_drop = nn.Dropout(proj_drop)
         if sr_ratio > 1:
             self.sr = nn.Conv2d(embed_dims, embed_dims, sr_ratio, sr_ratio)

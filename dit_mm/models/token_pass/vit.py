@@ -66,8 +66,11 @@ def build_mmseg_module(cfg: dict) -> nn.Module:
 
 def default_head_layers(num_layers: int) -> List[int]:
     """Layers followed by a stop head: 2, 5, 8 of 12, i.e. after each of the
-    first three quarters of the depth (5, 11, 17 of 24)."""
-    return [round((j + 1) * num_layers / 4) - 1 for j in range(3)]
+    first three quarters of the depth (5, 11, 17 of 24). mmseg builds any
+    depth: under 4 layers the quarters that fall on the same layer, before
+    the first or on the last are left out (0, 1 of 3; 0 of 2; none of 1)."""
+    quarters = {round((j + 1) * num_layers / 4) - 1 for j in range(3)}
+    return sorted(quarters & set(range(num_layers - 1)))
 
 
 @register_model
