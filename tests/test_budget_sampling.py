@@ -5,7 +5,7 @@ import torch
 from mmengine.logging import MessageHub
 
 from dit_mm.models.backbones import DiT, MixedScaleViT, TokenPassViT
-from dit_mm.core.budget_allocation import allocate_keep
+from dit_mm.core.budget_allocation import allocate_counts, allocate_keep
 from dit_mm.models.budget_sampling import (FULL, LEARNED, BudgetSampler,
                                            build_budget_sampler)
 from dit_mm.models.common.gates import randomize_gates
@@ -134,6 +134,34 @@ def test_allocate_keep_meets_the_target_and_follows_the_profile():
     assert allocate_keep(weights, 0., profile) == [0.] * 4
     with pytest.raises(ValueError, match='profile of 3 blocks for 4'):
         allocate_keep(weights, 2., profile[:3])
+
+
+def test_allocate_counts_drops_whole_blocks_the_profile_values_least():
+    """A block that keeps no token costs nothing, its whole-map part
+    included: a target under the whole-map parts drops blocks, those the
+    profile values least first (equal ones: the deepest)."""
+    sizes, token, whole = [10, 10, 10, 10], [1.] * 4, [5.] * 4
+    profile = [0.9, 0.2, 0.6, 0.5]
+    def spent(counts, token=token, whole=whole):
+        return sum(w + n * t for n, t, w in zip(counts, token, whole) if n)
+
+    # nothing to drop: allocate_keep's shares, rounded
+    counts = allocate_counts(sizes, token, whole, 40., profile)
+    assert counts == [round(10 * f) for f in allocate_keep(
+        [10.] * 4, 20., profile)]
+    assert allocate_counts(sizes, token, whole, 60., profile) == [10] * 4
+    # under the four whole-map parts (20): block 1, then 3, then 2 dropped
+    assert allocate_counts(sizes, token, whole, 19., profile)[1] == 0
+    counts = allocate_counts(sizes, token, whole, 15., profile)
+    assert counts[1] == counts[3] == 0 and counts[0] > counts[2] > 0
+    assert spent(counts) == 15.
+    assert allocate_counts(sizes, token, whole, 12., profile) == [7, 0, 0, 0]
+    assert allocate_counts(sizes, token, whole, 4., profile) == [0] * 4
+    # a block whose count rounds to 0 gives its part to the others
+    counts = allocate_counts([10, 10, 100], [1.] * 3, [5., 5., 1.], 13.,
+                             [0.01, 0.5, 0.5])
+    assert counts == [0, 1, 6] and spent(counts, [1.] * 3, [5., 5., 1.]) == 13.
+    assert allocate_counts(sizes, token, whole, 12.) == [1, 1, 0, 0]
 
 
 def test_keep_top_cuts_nearest_the_learned_rule():

@@ -381,11 +381,15 @@ def test_task_loss_gradient_reaches_both_gate_decisions():
             assert stay > 0 and transform > 0, (i, j)
 
 
-def test_fixed_budget_train_masked_equals_eval_sparse():
+@pytest.mark.parametrize('budget', [0.5, 0.2])
+def test_fixed_budget_train_masked_equals_eval_sparse(budget):
+    """Also under the blocks' whole-map parts (0.2 here), where the budget
+    drops whole blocks: in eval they run nothing, in training they take part
+    at weight 0, every parameter in the graph (as DDP wants)."""
     torch.manual_seed(0)
     model = _dit('b0')
     randomize_gates(model)
-    model.set_budget(0.5)
+    model.set_budget(budget)
     x = torch.randn(2, 3, 75, 99)
     model.train()
     train_out = model(x)
@@ -400,6 +404,11 @@ def test_fixed_budget_train_masked_equals_eval_sparse():
     # the gates get a gradient through the straight-through top-k weight
     sum(o.mean() for o in train_out).backward()
     assert model.stages[0].gates[0].fc.weight.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in model.parameters())
+    dropped = [not m.any() for m in _masks(eval_out.stats)]
+    assert any(dropped) == (budget < 0.3) and not all(dropped)
+    assert eval_out.stats.flops_fraction.tolist() == pytest.approx(
+        [budget] * 2, abs=0.01)
 
 
 # ----------------------------------------------------------- early stopping

@@ -25,6 +25,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from dit_mm.analysis.flop_counter import count_flops
+from dit_mm.models.backbones import DiT
 from dit_mm.models.common.gates import randomize_gates
 from test_dit_backbone import _dit
 from test_dit_swinv2 import swin
@@ -120,6 +121,27 @@ def test_swinv2_budget_is_an_upper_bound_and_packed_windows_run_fewer():
         assert ratios['whole', budget] >= budget - 0.01
         assert ratios['packed', budget] < ratios['whole', budget] - 0.02
     assert ratios['packed', 0.5] < 0.9 * ratios['whole', 0.5]
+
+
+# Measured (128x128, random gates, no learned profile): under the blocks'
+# whole-map parts (DiT b0 0.246 of the route here, DiT-Swin-v2 0.351: the
+# floors before blocks could be dropped) a budget drops whole blocks, the
+# deepest first. DiT b0 at 0.2 keeps 28, 28, 7, 7 tokens and drops the last
+# four: executed 0.2000, reported 0.2000. DiT-Swin-v2 (whole windows) at 0.3
+# drops two: executed 0.244, reported 0.300 (its upper bound).
+def test_a_budget_that_drops_whole_blocks_executes_what_it_reports():
+    x = image()
+    for model, budget in ((dit(), 0.2), (dit_swinv2('whole'), 0.3)):
+        full, _ = executed(model, 1.0, x)
+        spent, info = executed(model, budget, x)
+        reported = info.flops_fraction.item()
+        masks = [m.any() for stage in info.keep_masks for m in stage]
+        assert not all(masks) and any(masks)
+        assert reported == pytest.approx(budget, abs=0.005)
+        if isinstance(model, DiT):
+            assert spent / full == pytest.approx(reported, abs=1e-5)
+        else:
+            assert budget - 0.1 < spent / full <= reported + 1e-3
 
 
 # Measured: executed / 2 == stats.flops == count_flops' matmul + conv +

@@ -45,10 +45,11 @@ def test_the_counter_counts_each_kind_of_host_sync():
 # the input check (random weights; the budget: fixed 0.5, static 1.0,
 # learned None). 2026-11-30 they were 17/1/17, 49/1/49, 18/2/9, 7/2/7 (the
 # check included).
+# DiT's 0.2 and 0.3 drop whole blocks (under the blocks' whole-map parts).
 SYNCS = {
-    'DiT b0': {0.5: 0, 1.0: 0, None: 8},  # 8 gated blocks
+    'DiT b0': {0.5: 0, 0.2: 0, 1.0: 0, None: 8},  # 8 gated blocks
     'DiTSwinV2 tiny': {0.5: 12, 1.0: 0, None: 12},  # 12 gated blocks
-    'DiTSwinV2 tiny, bounded windows': {0.5: 0, 1.0: 0, None: 12},
+    'DiTSwinV2 tiny, bounded windows': {0.5: 0, 0.3: 0, 1.0: 0, None: 12},
     'TokenPassViT s': {0.5: 0, 1.0: 0, None: 3},  # 3 stop heads
     'MixedScaleViT s': {0.5: 0, 1.0: 0, None: 1},  # the scale gate
 }

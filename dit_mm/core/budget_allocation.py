@@ -56,3 +56,41 @@ def allocate_keep(weights: Sequence[float], target: float,
         mid = (low + high) / 2
         low, high = (mid, high) if spent(mid) < target else (low, mid)
     return [_sigmoid(z + (low + high) / 2) for z in logits]
+
+
+def allocate_counts(sizes: Sequence[int], token_costs: Sequence[float],
+                    whole_map_costs: Sequence[float], target: float,
+                    profile: Optional[Sequence[float]] = None) -> List[int]:
+    """Per-block kept token counts that cost ``target``.
+
+    A block keeping ``f * size`` tokens costs ``whole_map_cost +
+    f * size * token_cost``, but a block that keeps no token is skipped whole
+    and costs nothing. The blocks share what is left after the whole-map
+    parts as :func:`allocate_keep` does; while that is negative, or a block's
+    count rounds to 0 (a whole-map part paid for nothing), the block the
+    profile values least (its smallest fraction; among equal ones the
+    deepest, where stochastic depth trained the network to be skipped most)
+    is dropped and its whole-map part goes to the others. Budgets under the
+    sum of the whole-map parts are met by dropping blocks.
+
+    Args:
+        sizes: tokens per block.
+        token_costs: one block's cost per computed token.
+        whole_map_costs: what a block costs for its map once it computes
+            any token.
+        target: what the blocks may cost in all.
+        profile: the learned per-block keep fractions, or None.
+    """
+    blocks = len(sizes)
+    value = list(profile) if profile is not None else [0.0] * blocks
+    active = list(range(blocks))
+    while True:
+        spend = target - sum(whole_map_costs[b] for b in active)
+        shares = allocate_keep(
+            [sizes[b] * token_costs[b] for b in active], spend,
+            None if profile is None else [value[b] for b in active])
+        counts = {b: round(f * sizes[b]) for b, f in zip(active, shares)}
+        short = [b for b in active if counts[b] == 0]
+        if not short:
+            return [counts.get(b, 0) for b in range(blocks)]
+        active.remove(min(short, key=lambda b: (value[b], -b)))

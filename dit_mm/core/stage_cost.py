@@ -24,11 +24,17 @@ class StageCost(NamedTuple):
     def num_tokens(self) -> int:
         return self.hw[0] * self.hw[1]
 
+    @property
+    def gates(self) -> float:
+        """Every block's gate on every token."""
+        return self.depth * self.num_tokens * self.gate
+
     def fixed(self, gated: bool = False) -> float:
-        """What the stage costs whichever tokens are computed: the patch
+        """What the stage costs whichever tokens are computed (a block that
+        computes none skips its per-map part: an upper bound then): the patch
         embedding, the blocks' per-map parts and, when ``gated``, the gates."""
-        gates = self.num_tokens * self.gate if gated else 0
-        return self.embed + self.depth * (self.block_fixed + gates)
+        return self.embed + self.depth * self.block_fixed + (
+            self.gates if gated else 0)
 
     @property
     def savable(self) -> float:

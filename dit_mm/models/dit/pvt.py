@@ -84,8 +84,7 @@ class DiT(RoutedBackbone):
 
     peer_scope = 'mmdet'
     peer_name = 'mmdet PyramidVisionTransformerV2'
-    unskippable_parts = ('the patch embeddings, keys and values, depth-wise '
-                         'convolutions and gates no token skips')
+    unskippable_parts = 'the patch embeddings'
 
     def build_static_peer(self) -> PeerBuild:
         return pvt_peer(self)

@@ -43,7 +43,7 @@ from mmengine.model.weight_init import initialize
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...core.budget_allocation import allocate_keep
+from ...core.budget_allocation import allocate_counts
 from ...core.deciders import keep_top, straight_through_bernoulli
 from ...core.stage_cost import StageCost
 from ..budget_sampling import build_budget_sampler
@@ -64,9 +64,13 @@ Carry = Union[Tensor, Tuple[Tensor, Tuple[int, int]]]
 def _known_count(counts: Optional[List[int]], j: int) -> Optional[int]:
     """What block ``j`` of a scale keeps per image under a fixed budget, when
     that is known without reading the mask: the allocation's count, unless
-    it grows within the scale (then tokens that went down may leave fewer
-    to keep than it asks, and the count is read back from the device)."""
-    if not counts or (j and counts[j] > counts[j - 1]):
+    it is more than the last block that kept any kept (then tokens that went
+    down there may leave fewer to keep than it asks, and the count is read
+    back from the device; a dropped block sends no token down)."""
+    if not counts:
+        return None
+    before = [c for c in counts[:j] if c]
+    if before and counts[j] > before[-1]:
         return None
     return counts[j]
 
@@ -90,6 +94,10 @@ class _StageRun:
         # float32 whatever the tokens' dtype (fp16 / bf16 autocast): a sum of
         # FLOPs overflows fp16 and loses its small terms in bf16
         self.count = tokens.new_zeros(batch, num, dtype=torch.float32)
+        # per image, the blocks that computed any token (and paid their
+        # whole-map part)
+        self.blocks_run = tokens.new_zeros(batch, dtype=torch.float32)
+        self.gates_run = 0
         self.expected = tokens.new_zeros(batch, dtype=torch.float32)
         self.masks: List[Tensor] = []
 
@@ -107,8 +115,9 @@ def build_budget_loss(budget_loss: Optional[dict]) -> Optional[BudgetLoss]:
 
 
 def _unskippable(costs: List[StageCost]) -> float:
-    """FLOPs no token can skip under a fixed budget (the gates included)."""
-    return sum(c.fixed(gated=True) for c in costs)
+    """FLOPs a fixed budget cannot skip: the down-sampling (a block it drops
+    skips its gate and its whole-map part too)."""
+    return sum(c.embed for c in costs)
 
 
 class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
@@ -214,8 +223,7 @@ class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
 
     # what a family's forward computes whichever tokens are kept, as a fixed
     # budget's refusal names it (``pvt.py`` and ``swinv2.py`` say theirs)
-    unskippable_parts = ('the down-sampling, what each block computes for '
-                         'the whole map and the gates no token skips')
+    unskippable_parts = 'the down-sampling'
 
     # the average-budget control: an offset on both gate logits (a token
     # that went down still stays down); +-30 saturates the sigmoid
@@ -353,14 +361,16 @@ class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
         carry = x
         for i, (stage, cost) in enumerate(zip(self.stages, costs)):
             tokens, hw = self._enter_stage(i, carry)
-            fixed = cost.fixed(gated=mode != 'route')
-            flops += fixed
             if expected is not None:
-                expected = expected + fixed / route
+                expected = expected + cost.fixed(gated=True) / route
             tokens, run = self._run_stage(stage, tokens, hw, cost, mode,
                                           counts[i])
             learned_keep += run.learned_keep
-            flops += run.count.sum(1).double() * cost.block_token
+            # a block that computes no token of an image skips its whole-map
+            # part (for that image alone: in a batch it runs for all)
+            flops += cost.embed + run.gates_run * cost.num_tokens * \
+                cost.gate + run.blocks_run.double() * cost.block_fixed + \
+                run.count.sum(1).double() * cost.block_token
             if expected is not None:
                 expected = expected + run.expected / route
             masks.append([m.view(batch, *hw) for m in run.masks])
@@ -400,11 +410,12 @@ class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
     def _keep_counts(self, costs: List[StageCost], route: float,
                      budget: float, img_hw) -> List[List[int]]:
         """Per stage, the tokens each block keeps under ``budget``: the
-        learned allocation moved to meet it (``allocate_keep``), cached per
-        budget, input size and state of ``learned_keep`` (its memory and
-        in-place version: loading, training or moving it misses). A budget
-        below what no token can skip is refused with the minimum (as the
-        token-pass and mixed-scale ViTs refuse theirs)."""
+        learned allocation moved to meet it, blocks dropped whole where it
+        leaves them no token (``allocate_counts``), cached per budget, input
+        size and state of ``learned_keep`` (its memory and in-place version:
+        loading, training or moving it misses). A budget below what no
+        block skips is refused with the minimum (as the token-pass and
+        mixed-scale ViTs refuse theirs)."""
         fixed = _unskippable(costs)
         if budget * route < fixed * (1 - 1e-9):
             raise ValueError(
@@ -420,11 +431,12 @@ class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
             blocks = [c for c in costs for _ in range(c.depth)]
             learned = profile.tolist() if self.learned_keep_steps.item() \
                 else None
-            shares = allocate_keep(
-                [c.num_tokens * c.block_token for c in blocks],
-                budget * route - fixed, learned)
-            counts = iter(round(f * c.num_tokens)
-                          for f, c in zip(shares, blocks))
+            counts = iter(allocate_counts(
+                [c.num_tokens for c in blocks],
+                [c.block_token for c in blocks],
+                [c.block_fixed + c.num_tokens * c.gate for c in blocks],
+                budget * route - fixed,
+                learned))
             self._allocations[key] = [[next(counts) for _ in range(c.depth)]
                                       for c in costs]
         return self._allocations[key]
@@ -436,6 +448,14 @@ class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
             if mode == 'route':
                 tokens = self._route_block(block, tokens, hw)
                 keep = torch.ones_like(run.stopped)
+            elif mode == 'fixed' and not counts[j]:
+                # dropped by the budget: no gate, no token, no token sent
+                # down (in training its gate and block still take part, at
+                # weight 0: every parameter in the graph, as DDP wants)
+                keep = torch.zeros_like(run.stopped)
+                if self.training:
+                    tokens = self._dropped_in_training(block, gate, tokens, hw,
+                                                       run)
             else:
                 normed = block.gate_input(tokens)
                 weight, keep = self._decide(gate(normed), run, cost, mode,
@@ -443,9 +463,25 @@ class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
                 tokens = self._routed_block(block, tokens, hw, normed, weight,
                                             keep, run, mode,
                                             _known_count(counts, j))
+                run.gates_run += 1
             run.masks.append(keep.detach())
             run.count = run.count + keep.detach().to(run.count.dtype)
+            run.blocks_run = run.blocks_run + keep.detach().any(1).to(
+                run.blocks_run.dtype)
         return tokens, run
+
+    def _dropped_in_training(self, block: nn.Module, gate: nn.Module,
+                             tokens: Tensor, hw, run: _StageRun) -> Tensor:
+        """A block the budget dropped, in training: ``tokens`` unchanged in
+        value; the gate's straight-through gradient says what computing them
+        would have given, as for the tokens a kept block leaves out."""
+        normed = block.gate_input(tokens)
+        p_stay, p_depth = torch.sigmoid(gate(normed).float()).unbind(-1)
+        score = p_depth * (p_stay if run.p_staying is None
+                           else run.p_staying * p_stay)
+        return block.forward_masked(
+            tokens, hw, normed, (score - score.detach()).unsqueeze(-1),
+            self.with_cp)
 
     def _route_block(self, block: nn.Module, tokens: Tensor, hw) -> Tensor:
         if self.with_cp and self.training and tokens.requires_grad:

@@ -155,9 +155,7 @@ class DiTSwinV2(RoutedBackbone):
 
     peer_scope = 'mmpretrain'
     peer_name = 'mmpretrain SwinTransformerV2'
-    unskippable_parts = ('the patch embedding and merging, the qkv '
-                         'projections and window attention of the whole map, '
-                         'and the gates no token skips')
+    unskippable_parts = 'the patch embedding and merging'
 
     def build_static_peer(self) -> PeerBuild:
         return swin_peer(self)
