@@ -40,11 +40,12 @@ MB = 2**20
 @pytest.fixture(scope='module', params=sorted(TOY))
 def tool_run(request, tmp_path_factory):
     out = tmp_path_factory.mktemp('bench') / f'{request.param}.json'
-    budgets = ['1.0', '0.5'] + (['none'] if request.param == 'token_pass'
-                                else [])
+    budgets = ['1.0', '0.5', '0.05'] + (
+        ['none'] if request.param == 'token_pass' else [])
     text = run_tool(TOOL, TOY[request.param], '--shape', '64', '64',
                     '--batch-size', '2', '--budget', *budgets, '--repeats',
-                    '2', '--warmup', '1', '--threads', '1', '--out', out)
+                    '2', '--warmup', '1', '--threads', '1',
+                    '--skip-infeasible', '--out', out)
     return request.param, json.loads(out.read_text()), text
 
 
@@ -95,6 +96,9 @@ def test_tool_writes_every_configuration(tool_run):
     assert '| part | batch | config | median ms |' in text
     assert '| model | 2 | budget 0.5 |' in text
     assert '3/3' in text  # the progress bar over warm-up + timed rounds
+    # under every backbone's minimum at 64x64: left out, and said so
+    assert 'budget 0.05' not in {r['config'] for r in data['results']}
+    assert 'skipped: ' in text and 'budget 0.05 is below what' in text
     assert 'over the backbone outputs' in text
 
 
