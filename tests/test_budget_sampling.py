@@ -142,6 +142,7 @@ def test_allocate_counts_drops_whole_blocks_the_profile_values_least():
     profile values least first (equal ones: the deepest)."""
     sizes, token, whole = [10, 10, 10, 10], [1.] * 4, [5.] * 4
     profile = [0.9, 0.2, 0.6, 0.5]
+
     def spent(counts, token=token, whole=whole):
         return sum(w + n * t for n, t, w in zip(counts, token, whole) if n)
 
@@ -160,7 +161,8 @@ def test_allocate_counts_drops_whole_blocks_the_profile_values_least():
     # a block whose count rounds to 0 gives its part to the others
     counts = allocate_counts([10, 10, 100], [1.] * 3, [5., 5., 1.], 13.,
                              [0.01, 0.5, 0.5])
-    assert counts == [0, 1, 6] and spent(counts, [1.] * 3, [5., 5., 1.]) == 13.
+    assert counts == [0, 1, 6]
+    assert spent(counts, [1.] * 3, [5., 5., 1.]) == 13.
     assert allocate_counts(sizes, token, whole, 12.) == [1, 1, 0, 0]
 
 
