@@ -153,7 +153,7 @@ def test_a_budget_under_the_minimum_names_swins_unskippable_parts():
     with pytest.raises(ValueError, match=(
             rf'below what DiTSwinV2 must spend at this input size '
             rf'\({floor:.3f} of the static route: the patch embedding and '
-            'merging\)')):
+            r'merging\)')):
         with torch.no_grad():
             model(torch.randn(1, 3, 64, 64))
 

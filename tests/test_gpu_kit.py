@@ -39,11 +39,10 @@ def test_the_kit_runs_every_model_end_to_end_on_the_cpu(tmp_path):
     assert {'budget 0.75', 'budget 0.5'} <= {r['config']
                                             for r in swin['results']}
     # a budget a backbone refuses (benchmark.py --skip-infeasible left it
-    # out) is said so in the table
+    # out) is said so in the table's rows
     swin['results'] = [r for r in swin['results']
                        if r['config'] != 'budget 0.5']
-    assert 'below its minimum' in kit.markdown_table(
-        ['model'] * 10, kit.summary_rows([swin]))
+    assert all('below its minimum' in row for row in kit.summary_rows([swin]))
 
 
 def test_a_peer_attending_through_sdpa_is_the_same_function():

@@ -25,16 +25,17 @@ class StageCost(NamedTuple):
         return self.hw[0] * self.hw[1]
 
     @property
-    def gates(self) -> float:
-        """Every block's gate on every token."""
-        return self.depth * self.num_tokens * self.gate
+    def block_gate(self) -> float:
+        """One block's gate on every token (run unless a budget drops the
+        block)."""
+        return self.num_tokens * self.gate
 
     def fixed(self, gated: bool = False) -> float:
         """What the stage costs whichever tokens are computed (a block that
         computes none skips its per-map part: an upper bound then): the patch
         embedding, the blocks' per-map parts and, when ``gated``, the gates."""
-        return self.embed + self.depth * self.block_fixed + (
-            self.gates if gated else 0)
+        return self.embed + self.depth * (
+            self.block_fixed + (self.block_gate if gated else 0))
 
     @property
     def savable(self) -> float:

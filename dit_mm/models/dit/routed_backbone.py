@@ -368,8 +368,8 @@ class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
             learned_keep += run.learned_keep
             # a block that computes no token of an image skips its whole-map
             # part (for that image alone: in a batch it runs for all)
-            flops += cost.embed + run.gates_run * cost.num_tokens * \
-                cost.gate + run.blocks_run.double() * cost.block_fixed + \
+            flops += cost.embed + run.gates_run * cost.block_gate + \
+                run.blocks_run.double() * cost.block_fixed + \
                 run.count.sum(1).double() * cost.block_token
             if expected is not None:
                 expected = expected + run.expected / route
@@ -434,7 +434,7 @@ class RoutedBackbone(BaseModule, CheckpointRule, DynamicBackbone):
             counts = iter(allocate_counts(
                 [c.num_tokens for c in blocks],
                 [c.block_token for c in blocks],
-                [c.block_fixed + c.num_tokens * c.gate for c in blocks],
+                [c.block_fixed + c.block_gate for c in blocks],
                 budget * route - fixed,
                 learned))
             self._allocations[key] = [[next(counts) for _ in range(c.depth)]
