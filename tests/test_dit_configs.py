@@ -3,6 +3,7 @@ train through tools/train.py on data in the real COCO / ADE20K layouts (the toy
 sets, pointed at with --cfg-options), and predict through tools/test.py."""
 import glob
 import textwrap
+from pathlib import Path
 
 import pytest
 from mmengine.config import Config
@@ -66,8 +67,14 @@ def ade_at(root, num_test=2):
     ]
 
 
-# training for every budget, the recipe docs/budgets.md chose
-SANDWICH = dict(sandwich=True, full=0.25, low=0.3, high=0.75)
+def sandwich(path: str) -> dict:
+    """The config's training for every budget, as docs/budgets.md chose it:
+    the PVTv2 detectors draw fixed budgets down to 0.15 (the toy detector
+    fell fast under the 0.3 of before), the others down to 0.3 (the toy
+    UperNet and Swin-v2 Mask R-CNN gained nothing from 0.15)."""
+    low = 0.15 if Path(path).name.startswith(
+        ('maskrcnn_dit_', 'retinanet_dit_')) else 0.3
+    return dict(sandwich=True, full=0.25, low=low, high=0.75)
 
 
 @pytest.mark.parametrize(
@@ -78,7 +85,7 @@ def test_every_dit_config_loads_with_dit_and_its_loss(path):
     assert cfg.model.type.startswith('Dynamic')
     assert cfg.model.backbone.type == 'DiT'
     assert cfg.model.backbone.budget_loss.target == 0.7
-    assert cfg.model.backbone.budget_sampling == SANDWICH  # every budget
+    assert cfg.model.backbone.budget_sampling == sandwich(path)
     arch = cfg.model.backbone.arch
     assert f'_dit_{arch}_' in path
     widths = [32, 64, 160, 256] if arch == 'b0' else [64, 128, 320, 512]

@@ -12,7 +12,7 @@ from mmpretrain.models import SwinTransformerV2
 
 import dit_mm  # noqa: F401  (registers DiTSwinV2)
 from conftest import ROOT
-from test_dit_configs import SANDWICH
+from test_dit_configs import sandwich
 from dit_mm.analysis.flop_counter import count_flops
 from dit_mm.analysis.static_peer import backbone_difference, static_peer_backbone
 from dit_mm.core.swin_cost import swin_stage_costs
@@ -237,8 +237,8 @@ def test_every_swinv2_config_builds_with_matching_widths(path):
     backbone = cfg.model.backbone
     assert backbone.type == 'DiTSwinV2' and cfg.model.type.startswith(
         'Dynamic')
-    # as the PVTv2 DiT configs; the toys too (docs/budgets.md, DiT on Swin-v2)
-    assert backbone.budget_sampling == SANDWICH
+    # the sandwich, fixed budgets from 0.3 (docs/budgets.md, DiT on Swin-v2)
+    assert backbone.budget_sampling == sandwich(path)
     dims = resolve_swinv2_arch(backbone.arch)['embed_dims']
     widths = [dims * 2**i for i in range(4)]
     if 'neck' in cfg.model:
