@@ -14,10 +14,10 @@ model = dict(
         stop_threshold=0.01,
         budget_loss=dict(target=0.7, weight=2.0, warmup_iters=1000),
         # every iteration trains the learned route and one drawn fixed
-        # route: the static one, or a budget from [0.15, 0.75) (docs/
+        # route: the static one, or a budget from [0.3, 0.75) (docs/
         # budgets.md: training for every budget); None: the learned route
         # alone, the single-target recipe
-        budget_sampling=dict(sandwich=True, full=0.25, low=0.15, high=0.75)),
+        budget_sampling=dict(sandwich=True, full=0.25, low=0.3, high=0.75)),
     neck=dict(type='RoutedFPN', in_channels=[64, 128, 320, 512]))
 
 optim_wrapper = dict(

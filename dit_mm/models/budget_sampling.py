@@ -9,8 +9,8 @@ backbone's minimum at the input size). So the necks and heads learn every
 route the run-time knob can ask for, and the gates learn to rank tokens for
 the fixed budgets. docs/budgets.md ("Training for every budget") measures the
 recipes; the DiT configs use the sandwich with ``high=0.75`` (the PVTv2
-detectors with ``low=0.15``: the toy detector fell fast under budgets it never
-trained), the token-pass configs one route an iteration (``learned=0.75,
+Mask R-CNN configs with ``low=0.15``: the toy detector fell fast under budgets
+it never trained), the token-pass configs one route an iteration (``learned=0.75,
 full=0.15``).
 
 With ``sandwich=True`` every iteration trains the learned decisions *and*
