@@ -88,6 +88,51 @@ def test_ditswinv2_is_mmpretrains_swinv2(kwargs, sizes):
     assert_same_outputs(ours, theirs, sizes)
 
 
+@pytest.mark.parametrize('window_size, pretrained_window_sizes', [
+    (4, [0, 0, 0, 0]), (4, [8, 8, 8, 8]), (8, [4, 4, 4, 4])])
+def test_ditswinv2_rebuilds_its_position_buffers_as_mmpretrain_does(
+        window_size, pretrained_window_sizes, tmp_path):
+    """A stock checkpoint made for other windows (here 4, pretrained at 4)
+    through ``load_from`` (mmengine's non-strict loading) and a strict
+    ``load_state_dict``: mmpretrain rebuilds the relative-position buffers
+    for its own windows, and so does ours (it copied the checkpoint's:
+    0.19 off with other pretrained windows, a size error with other
+    windows)."""
+    from mmengine.runner.checkpoint import load_checkpoint
+    kwargs = dict(arch=SWIN_SMALL, pad_small_map=True, drop_path_rate=0.,
+                  out_indices=(0, 1, 2, 3))
+    torch.manual_seed(0)
+    source = perturb(SwinTransformerV2(
+        **kwargs, window_size=4, pretrained_window_sizes=[4, 4, 4, 4]))
+    path = tmp_path / 'stock_w4.pth'
+    torch.save(source.state_dict(), path)
+    kwargs.update(window_size=window_size,
+                  pretrained_window_sizes=pretrained_window_sizes)
+    theirs, ours = SwinTransformerV2(**kwargs), DiTSwinV2(**kwargs)
+    for model in (theirs, ours):
+        load_checkpoint(model, str(path), map_location='cpu')
+    assert_same_outputs(ours, theirs, [(64, 64), (40, 72)])
+    state = dict(source.state_dict())
+    state.update({k: v for k, v in ours.state_dict().items()
+                  if ours.is_optional_weight(k)
+                  and k not in state})  # the gates: ours only
+    ours.load_state_dict(state, strict=True)
+    assert_same_outputs(ours, theirs, [(64, 64)])
+
+
+def test_ditswinv2_arch_tables_are_mmpretrains():
+    """``arch_zoo`` and ``arch_settings`` as mmpretrain's class has them
+    (``arch_settings`` held an extra key, which mmpretrain refuses)."""
+    for name, setting in DiTSwinV2.arch_zoo.items():
+        assert SwinTransformerV2.arch_zoo[name] == setting
+    assert set(DiTSwinV2.arch_zoo) == set(SwinTransformerV2.arch_zoo) - {
+        'h', 'huge', 'g', 'giant'}  # the extra norms, not built
+    assert DiTSwinV2.num_extra_tokens == SwinTransformerV2.num_extra_tokens
+    ours = DiTSwinV2(arch=SWIN_SMALL)
+    assert SwinTransformerV2(arch=ours.arch_settings).arch_settings == \
+        ours.arch_settings
+
+
 def test_ditswinv2_refuses_what_mmpretrain_refuses_with_its_type():
     kwargs = dict(arch=SWIN_SMALL, window_size=8)
     x = torch.randn(1, 3, 224, 224)  # stage 4: 7x7, under the window
@@ -124,6 +169,50 @@ def test_a_stock_vit_config_with_our_type_loads_a_stock_checkpoint(
     assert ours.patch_embed.projection.bias is None  # mmseg's default
     assert_same_outputs(ours, theirs, [(64, 64), (50, 70), (16, 16),
                                        (97, 33)])
+
+
+def test_pretrained_is_read_by_init_weights_as_mmseg_reads_it(tmp_path):
+    """A stock config's model-level ``pretrained`` (mmseg's
+    ``EncoderDecoder`` hands it to the backbone): a file that is not here
+    builds (``tools/test.py`` with a checkpoint needs none) and fails in
+    ``init_weights``, as in mmseg (ours refused to build); a checkpoint made
+    by mmseg's ``vit2mmseg`` (it keeps timm's patch bias, which a stock
+    config's ViT has not) loads (ours refused its extra key)."""
+    kwargs = dict(embed_dims=96, num_layers=2, num_heads=3, img_size=64,
+                  pretrained=str(tmp_path / 'absent.pth'))
+    for cls in (VisionTransformer, TokenPassViT, MixedScaleViT):
+        with pytest.raises(FileNotFoundError):
+            cls(**kwargs).init_weights()
+    torch.manual_seed(0)
+    source = perturb(VisionTransformer(**dict(kwargs, pretrained=None,
+                                              patch_bias=True)))
+    torch.save(source.state_dict(), kwargs['pretrained'])
+    theirs = VisionTransformer(**kwargs)
+    theirs.init_weights()
+    for cls in (TokenPassViT, MixedScaleViT):
+        ours = cls(**kwargs)
+        with pytest.warns(UserWarning, match='patch_bias=True'):
+            ours.init_weights()
+        assert ours.pretrained == theirs.pretrained
+        assert_same_outputs(ours, theirs, [(64, 64), (50, 70)])
+
+
+@pytest.mark.parametrize('exclude', [['pos_embed'], ['ln1', 'norm1'], []])
+@pytest.mark.parametrize('cls', [TokenPassViT, MixedScaleViT])
+def test_frozen_exclude_freezes_what_mmseg_freezes(cls, exclude):
+    """mmseg's ``frozen_exclude`` freezes every parameter it does not name;
+    ours froze the ViT's and left the stop heads and the scale gate
+    trainable."""
+    kwargs = dict(embed_dims=96, num_layers=4, num_heads=3, img_size=64,
+                  frozen_exclude=exclude)
+
+    def trainable(model):
+        return {k for k, v in model.named_parameters() if v.requires_grad}
+    ours, theirs = cls(**kwargs), VisionTransformer(**kwargs)
+    assert trainable(ours) == trainable(theirs)
+    extra = 'stop_heads' if cls is TokenPassViT else 'scale_gate'
+    assert trainable(cls(**dict(kwargs, frozen_exclude=[*exclude, extra]))) \
+        - trainable(theirs)  # named, they train
 
 
 @pytest.mark.parametrize('num_layers', [4, 3, 1])
@@ -246,6 +335,14 @@ def test_stock_arguments_we_do_not_build_raise_the_stock_type(cls, kwargs,
     (VisionTransformer, TokenPassViT, dict(output_cls_token=True,
                                            with_cls_token=False)),
     (VisionTransformer, TokenPassViT, dict(img_size=(1, 2, 3))),
+    (VisionTransformer, TokenPassViT, dict(out_indices='3')),
+    (VisionTransformer, MixedScaleViT, dict(embed_dims=30, num_heads=4)),
+    (VisionTransformer, TokenPassViT, dict(pretrained=3)),
+    (VisionTransformer, TokenPassViT, dict(pretrained='a.pth', init_cfg=dict(
+        type='Pretrained', checkpoint='b.pth'))),
+    (PyramidVisionTransformerV2, DiT, dict(pretrained='a.pth', init_cfg=dict(
+        type='Pretrained', checkpoint='b.pth'))),
+    (PyramidVisionTransformerV2, DiT, dict(pretrain_img_size=(1, 2, 3))),
 ])
 def test_bad_arguments_raise_what_the_stock_class_raises(stock, cls, kwargs):
     with pytest.raises(Exception) as theirs:
@@ -304,8 +401,9 @@ def test_load_from_takes_the_stock_files_init_cfg_takes(family, tmp_path):
     bare = tmp_path / 'stock_backbone.pth'
     torch.save(stock.state_dict(), bare)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
+        # 'backbone' without its dot, as eight stock configs spell it
         expected = MODELS.build(dict(backbone, init_cfg=dict(
-            type='Pretrained', checkpoint=str(whole))))
+            type='Pretrained', checkpoint=str(whole), prefix='backbone')))
         expected.init_weights()
         # a whole model: the guard accepts it, mmengine loads it
         cfg = _classifier_cfg(backbone, width, tmp_path / 'run')

@@ -6,7 +6,6 @@ A checkpoint file may hold a bare state dict, an mmengine checkpoint
 nothing is copied, so a wrong checkpoint leaves the model as it was.
 """
 import os
-import warnings
 from collections import OrderedDict
 from typing import (Callable, Dict, List, Mapping, Optional, Sequence,
                     Tuple)
@@ -15,6 +14,8 @@ import torch
 from mmengine.logging import MMLogger
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor, nn
+
+from .checks import stock_check
 
 StateDict = Dict[str, Tensor]
 
@@ -39,28 +40,20 @@ def unwrap_state_dict(checkpoint: Mapping, prefix: str = 'backbone.'
 
 def pretrained_to_init_cfg(owner: str, pretrained: Optional[str],
                            init_cfg: Optional[dict]) -> Optional[dict]:
-    """``init_cfg`` with mmseg's ``pretrained`` argument folded in.
-
-    mmseg's ``EncoderDecoder`` hands its ``pretrained`` to the backbone. A local
-    file is loaded like ``init_cfg``; a model-zoo name or URL (a stock config's
-    weights of another backbone) is skipped with a warning: nothing is
-    downloaded here.
-    """
+    """``init_cfg`` with the stock ``pretrained`` argument folded in, as
+    mmdet's PVT and mmseg's ViT do (mmseg's ``EncoderDecoder`` hands its own
+    to the backbone): a path, model-zoo name or URL becomes a ``Pretrained``
+    init that ``init_weights`` reads. Nothing is opened here, so a config
+    naming a file that is not on this machine builds (``tools/test.py``
+    with a checkpoint needs none)."""
+    stock_check(not (init_cfg and pretrained),
+                f'{owner}: init_cfg and pretrained cannot be set at the same '
+                'time')
     if pretrained is None:
         return init_cfg
     if not isinstance(pretrained, str):
-        raise TypeError(f'pretrained must be a path or None, got {pretrained!r}')
-    if '://' in pretrained:
-        warnings.warn(f'{owner} skips pretrained={pretrained!r}: a model-zoo '
-                      'or URL checkpoint (of another backbone, and nothing is '
-                      "downloaded here); use init_cfg=dict(type='Pretrained', "
-                      f'checkpoint=LOCAL_FILE) for {owner} weights')
-        return init_cfg
-    if init_cfg is not None:
-        raise ValueError(f'{owner} got both pretrained and init_cfg; give one')
-    if not os.path.isfile(pretrained):
-        raise FileNotFoundError(f'{owner} pretrained checkpoint {pretrained} '
-                                'does not exist')
+        raise TypeError(f'{owner}: pretrained must be a str or None, got '
+                        f'{pretrained!r}')
     return dict(type='Pretrained', checkpoint=pretrained)
 
 
@@ -84,9 +77,27 @@ def read_init_checkpoint(init_cfg: dict) -> StateDict:
     path = init_cfg.get('checkpoint')
     if not path:
         raise ValueError(f'init_cfg {init_cfg} names no checkpoint')
-    checkpoint = CheckpointLoader.load_checkpoint(
-        path, map_location='cpu', logger=MMLogger.get_current_instance())
-    return unwrap_state_dict(checkpoint, init_cfg.get('prefix', 'backbone.'))
+    path = str(path)
+    remote = '://' in path
+    if not remote and not os.path.isfile(path):
+        raise FileNotFoundError(
+            f'pretrained backbone checkpoint {path} does not exist (the '
+            "backbone's init_cfg, or the model's pretrained): give the file, "
+            'or set it to None to train from scratch')
+    try:
+        checkpoint = CheckpointLoader.load_checkpoint(
+            path, map_location='cpu', logger=MMLogger.get_current_instance())
+    except OSError as error:  # a download that failed (URLError)
+        if not remote:
+            raise
+        raise OSError(f'pretrained backbone checkpoint {path} could not be '
+                      f'fetched ({error}): give a local file, or set the '
+                      "backbone's init_cfg (or the model's pretrained) to "
+                      'None to train from scratch') from error
+    prefix = init_cfg.get('prefix', 'backbone.')
+    if prefix and not prefix.endswith('.'):
+        prefix += '.'  # mmengine's PretrainedInit takes 'backbone' too
+    return unwrap_state_dict(checkpoint, prefix)
 
 
 def _listed(keys, limit: int = 8) -> str:

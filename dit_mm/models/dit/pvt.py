@@ -74,10 +74,10 @@ class DiT(RoutedBackbone):
             ``gumbel_tau_schedule``, ``gumbel_noise``, ``stop_threshold``,
             ``sparse_inference``, ``frozen_stages``, ``norm_eval``,
             ``with_cp``).
-        pretrained: mmseg's ``EncoderDecoder`` hands its ``pretrained`` to the
-            backbone. A local file is loaded like ``init_cfg``; a model-zoo
-            name or URL (a stock config's ResNet weights, say) is skipped with a
-            warning, since it names another backbone and nothing is downloaded.
+        pretrained: as mmdet's: a path or URL loaded like ``init_cfg`` by
+            ``init_weights`` (mmseg's ``EncoderDecoder`` hands its own here: a
+            stock config's ResNet weights must be set to None, or they are
+            refused as not PVTv2's).
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads DiT, mmdet
             PVTv2 or original PVTv2 weights (key layouts converted).
     """
@@ -117,8 +117,10 @@ class DiT(RoutedBackbone):
                  init_cfg: Optional[dict] = None,
                  gate_init: float = 3.0,
                  **routing):
-        stock_check(not (init_cfg and pretrained),
-                    'init_cfg and pretrained cannot be set at the same time')
+        stock_check(isinstance(pretrain_img_size, int) or
+                    len(pretrain_img_size) in (1, 2),
+                    'The size of image should have length 1 or 2, but got '
+                    f'{pretrain_img_size}')  # mmdet's check
         stock_check(num_stages == 4, f'DiT builds 4 stages, got num_stages='
                     f'{num_stages}')
         check_only_built('DiT builds PVTv2',

@@ -153,6 +153,12 @@ class DiTSwinV2(RoutedBackbone):
             segmentor's with ``backbone.`` keys) or of this model.
     """
 
+    # mmpretrain's class attributes, for the archs built here
+    arch_zoo = {name: dict(SWINV2_ARCHS[LONG_NAMES.get(name, name)],
+                           extra_norm_every_n_blocks=0)
+                for name in [*SWINV2_ARCHS, 'tiny', 'small', 'base', 'large']}
+    num_extra_tokens = 0
+
     peer_scope = 'mmpretrain'
     peer_name = 'mmpretrain SwinTransformerV2'
     unskippable_parts = 'the patch embedding and merging'
@@ -203,7 +209,10 @@ class DiTSwinV2(RoutedBackbone):
         self.pad_small_map = pad_small_map
         self.in_channels = in_channels
         # the attributes mmpretrain's class sets that user code reads
-        self.arch_settings = dict(self.arch, extra_norm_every_n_blocks=0)
+        self.arch_settings = dict(
+            {k: self.arch[k] for k in ARCH_KEYS}, extra_norm_every_n_blocks=0,
+            **({} if self.arch['mlp_ratio'] == 4 else
+               dict(mlp_ratio=self.arch['mlp_ratio'])))  # ours only
         self.embed_dims = self.arch['embed_dims']
         self.depths = self.arch['depths']
         self.num_heads = self.arch['num_heads']
@@ -237,6 +246,7 @@ class DiTSwinV2(RoutedBackbone):
                 self.out_channels.append(dims)
         self._register_learned_keep()
         self._freeze_stages()
+        self.register_load_state_dict_pre_hook(_keep_recomputed_buffers)
 
     @property
     def window_mode(self) -> str:
@@ -301,3 +311,15 @@ class DiTSwinV2(RoutedBackbone):
 
     def to_own_layout(self, state: StateDict) -> StateDict:
         return {k: v for k, v in state.items() if not k.endswith(RECOMPUTED)}
+
+
+def _keep_recomputed_buffers(module: DiTSwinV2, state_dict: dict,
+                             prefix: str, *args) -> None:
+    """mmpretrain rebuilds the relative-position buffers for its windows and
+    never loads them (a checkpoint made with other ``window_size`` or
+    ``pretrained_window_sizes`` holds others): ``load_state_dict`` and
+    mmengine's ``load_from`` keep this model's too. Its own are put in the
+    checkpoint's place rather than dropped, so a strict load stays strict."""
+    for key, buffer in module.state_dict(keep_vars=True).items():
+        if key.endswith(RECOMPUTED):
+            state_dict[prefix + key] = buffer

@@ -91,6 +91,7 @@ class MixedScaleViT(TokenPassViT):
             check_schedule(gate_temperature_schedule,
                            'gate_temperature_schedule'),
             gumbel_noise, budget_scale_share)
+        self._freeze()  # frozen_exclude: the scale gate too
 
     @staticmethod
     def is_optional_weight(key: str) -> bool:

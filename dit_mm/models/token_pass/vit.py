@@ -23,6 +23,7 @@ of the plain ViT's FLOPs is spent (the heads' own cost included).
 An image's tokens are computed on their own (attention never mixes images,
 nothing is padded), so its result does not depend on the rest of its batch.
 """
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -107,8 +108,8 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
             patch-embedding bias), so a stock config and its checkpoints fit
             as they are; the timm / DeiT choices (eps 1e-6, a bias) are set
             in this project's configs.
-        pretrained: a local checkpoint, like ``init_cfg``; a model-zoo name or
-            URL is skipped with a warning (nothing is downloaded).
+        pretrained: as mmseg's: a path or URL loaded like ``init_cfg`` by
+            ``init_weights``.
         **kwargs: mmseg ``VisionTransformer`` arguments (``drop_path_rate``,
             ``final_norm``, ``with_cp``, ``norm_eval``, ``interpolate_mode``...).
             ``embed_dims``, ``num_layers``, ``num_heads`` and ``mlp_ratio``
@@ -157,7 +158,9 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
         num_layers = setting['num_layers']
         if isinstance(out_indices, int):
             out_indices = [num_layers - 1 if out_indices == -1 else out_indices]
-        out_indices = list(out_indices)
+        elif not isinstance(out_indices, (list, tuple)):
+            raise TypeError('out_indices must be type of int, list or tuple, '
+                            f'got {out_indices!r}')  # mmseg's words
         stock_check(out_indices and all(i in range(num_layers)
                                         for i in out_indices),
                     f'out_indices {out_indices} out of range for a '
@@ -176,7 +179,8 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
         if not 0 < stop_threshold <= 1:
             raise ValueError(f'stop_threshold must be in (0, 1], got '
                              f'{stop_threshold}')
-        init_cfg = pretrained_to_init_cfg('TokenPassViT', pretrained, init_cfg)
+        init_cfg = pretrained_to_init_cfg(type(self).__name__, pretrained,
+                                          init_cfg)
         super().__init__(
             img_size=img_size,
             patch_size=patch_size,
@@ -208,6 +212,7 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
             dict(reconstruction, cls_tokens=cls_tokens))
         self.cost = ViTCost(dims, setting['mlp_ratio'] * dims, num_layers,
                             patch_size, in_channels, num_classes, cls_tokens)
+        self.pretrained = pretrained
         self.out_channels = [dims] * len(out_indices)
         # how the patch tokens are made (MixedScaleViT composes its own)
         self.tokenizer = PatchTokenizer()
@@ -216,6 +221,9 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
         self.budget = check_budget(budget)
         self.budget_sampler = build_budget_sampler(budget_sampling)
         self._minimums: Dict[Tuple[int, int], float] = {}  # per patch grid
+        # mmseg's frozen_exclude freezes every parameter it does not name:
+        # the stop heads' too (name 'stop_heads' to train them)
+        self._freeze()
 
     def train(self, mode: bool = True) -> 'TokenPassViT':
         """mmseg's ``train`` (``norm_eval``), returning the module as torch's
@@ -537,11 +545,20 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
         return detect_vit_layout(state)
 
     def to_own_layout(self, state: StateDict) -> StateDict:
-        """mmseg keys; without ``final_norm`` no final norm; the position
-        embedding resized to this model's grid."""
+        """mmseg keys; without ``final_norm`` no final norm; without a
+        patch-embedding bias none (mmseg's converter keeps timm's, and its
+        ViT, loading non-strictly, drops it: said with a warning here); the
+        position embedding resized to this model's grid."""
         state = to_mmseg_vit_layout(state)
         if not self.final_norm:
             state = {k: v for k, v in state.items() if not k.startswith('ln1.')}
+        bias = 'patch_embed.projection.bias'
+        if bias in state and self.patch_embed.projection.bias is None:
+            warnings.warn(f'{type(self).__name__} drops the checkpoint\'s '
+                          f'{bias}: built with patch_bias=False (mmseg\'s '
+                          'default), as mmseg\'s ViT drops it; set '
+                          'patch_bias=True to keep it')
+            state = {k: v for k, v in state.items() if k != bias}
         pos_embed = state.get('pos_embed')
         if (pos_embed is not None and pos_embed.dim() == 3
                 and pos_embed.shape[-1] == self.pos_embed.shape[-1]

@@ -1,6 +1,8 @@
 """Plain ViT variants (patch 16) the token-pass and mixed-scale backbones use."""
 from typing import Dict, Union
 
+from ..common.checks import stock_check
+
 VIT_ARCH_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'mlp_ratio')
 
 # timm / DeiT widths, depths and heads.
@@ -33,7 +35,8 @@ def resolve_vit_arch(arch: Union[str, dict]) -> dict:
         raise KeyError(f'ViT arch dict: unknown keys {sorted(unknown)}, '
                        f'missing keys {missing}; allowed: {list(VIT_ARCH_KEYS)}')
     setting = {'mlp_ratio': 4, **arch}
-    if setting['embed_dims'] % setting['num_heads']:
-        raise ValueError(f'ViT arch: embed_dims {setting["embed_dims"]} is not '
-                         f'a multiple of num_heads {setting["num_heads"]}')
+    # an AssertionError, as torch's attention raises it in mmseg's ViT
+    stock_check(setting['embed_dims'] % setting['num_heads'] == 0,
+                f'ViT arch: embed_dims {setting["embed_dims"]} is not a '
+                f'multiple of num_heads {setting["num_heads"]}')
     return setting
