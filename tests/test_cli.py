@@ -89,6 +89,38 @@ def test_cpu_distributed_uses_gloo_and_no_device_ids(cfg):
     assert cfg.model_wrapper_cfg.device_ids is None
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason='SyncBN runs there')
+def test_cpu_distributed_runs_a_stock_configs_syncbn_as_bn(repo_root):
+    """``dist_train.sh configs/upernet_dit_b2_ade20k.py 2`` on a CPU failed:
+    the stock UperNet head's SyncBN works with GPU modules only."""
+    cfg = load_config(str(repo_root / 'configs/upernet_dit_b2_ade20k.py'))
+    assert 'SyncBN' in str(cfg.model)
+    cfg.launcher = 'pytorch'
+    apply_train_args(cfg, train_args('c.py'))
+    assert 'SyncBN' not in str(cfg.model)
+    assert cfg.model.decode_head.norm_cfg.type == 'BN'
+
+
+@pytest.mark.parametrize('scope, model, dynamic', [
+    ('mmdet', 'RetinaNet', 'DynamicRetinaNet'),
+    ('mmseg', 'EncoderDecoder', 'DynamicEncoderDecoder')])
+def test_a_budget_loss_the_model_type_never_adds_is_refused(
+        scope, model, dynamic):
+    """The backbone's budget loss with the stock model type trained without
+    it and said nothing."""
+    from dit_mm.engine.run_guards import (UnusedLossError,
+                                          check_budget_loss_is_added)
+    backbone = dict(type='DiT', arch='b0', budget_loss=dict(target=0.5))
+    cfg = Config(dict(default_scope=scope,
+                      model=dict(type=model, backbone=backbone)))
+    with pytest.raises(UnusedLossError, match=dynamic):
+        check_budget_loss_is_added(cfg)
+    cfg.model.type = dynamic
+    check_budget_loss_is_added(cfg)
+    cfg.model.type, cfg.model.backbone.budget_loss = model, None
+    check_budget_loss_is_added(cfg)
+
+
 def test_show_dir_turns_on_each_librarys_hook(cfg):
     enable_visualization(cfg, show_dir='vis')
     hook = cfg.default_hooks.visualization

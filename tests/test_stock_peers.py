@@ -343,12 +343,28 @@ def test_stock_arguments_we_do_not_build_raise_the_stock_type(cls, kwargs,
     (PyramidVisionTransformerV2, DiT, dict(pretrained='a.pth', init_cfg=dict(
         type='Pretrained', checkpoint='b.pth'))),
     (PyramidVisionTransformerV2, DiT, dict(pretrain_img_size=(1, 2, 3))),
+    (PyramidVisionTransformerV2, DiT, dict(drop_path_rat=0.1)),
+    (SwinTransformerV2, DiTSwinV2, dict(window_sise=8)),
+    (VisionTransformer, MixedScaleViT, dict(drop_path_rat=0.1)),
 ])
 def test_bad_arguments_raise_what_the_stock_class_raises(stock, cls, kwargs):
     with pytest.raises(Exception) as theirs:
         stock(**kwargs)
     with pytest.raises(type(theirs.value)):
         cls(**kwargs)
+
+
+@pytest.mark.parametrize('cls, typo, meant', [
+    (DiT, 'budgett', 'budget'), (DiTSwinV2, 'window_mod', 'window_mode'),
+    (TokenPassViT, 'stop_treshold', 'stop_threshold'),
+    (MixedScaleViT, 'drop_path_rat', 'drop_path_rate')])
+def test_a_misspelled_keyword_names_our_class_and_the_closest(cls, typo,
+                                                             meant):
+    """It named the base class the keyword reached (``RoutedBackbone``,
+    mmseg's ``VisionTransformer``) and no keyword that is taken."""
+    with pytest.raises(TypeError, match=f"^{cls.__name__} got .*'{typo}' "
+                       f"\\(did you mean '{meant}'"):
+        cls(**{typo: 0.5})
 
 
 # ------------------------------------------------- load_from and init_cfg
@@ -392,7 +408,9 @@ def test_load_from_takes_the_stock_files_init_cfg_takes(family, tmp_path):
     from mmengine.runner.checkpoint import load_checkpoint
     from mmpretrain.registry import MODELS
 
-    from dit_mm.engine.run_guards import check_checkpoint_fits, check_train_run
+    from dit_mm.engine.run_guards import (CheckpointMismatchError,
+                                          check_checkpoint_fits,
+                                          check_train_run)
     stock, backbone, width = _stock_and_ours(family)
     whole = tmp_path / 'stock_model.pth'
     torch.save(dict(meta={}, state_dict={
@@ -421,4 +439,7 @@ def test_load_from_takes_the_stock_files_init_cfg_takes(family, tmp_path):
         model = MODELS.build(cfg.model)
         model.init_weights()
         assert_same_outputs(model.backbone, expected, [(64, 64)])
+        # tools/test.py wants a whole model: the backbone alone is named so
+        with pytest.raises(CheckpointMismatchError, match='weights alone'):
+            check_checkpoint_fits(cfg, str(bare), 'checkpoint')
     assert_same_outputs(expected, stock, [(64, 64)])

@@ -133,6 +133,7 @@ def test_slurm_scripts_hand_srun_the_right_command(tmp_path):
     (tmp_path / 'srun').chmod(0o755)
     env = dict(os.environ, PATH=f'{tmp_path}:{os.environ["PATH"]}',
                SRUN_LOG=str(tmp_path / 'log'), GPUS='16')
+    env.pop('PYTHON', None)
     calls = {
         'slurm_train.sh': ['part', 'job', 'cfg.py', 'wd', '--amp'],
         'slurm_test.sh': ['part', 'job', 'cfg.py', 'ck.pth', '--out', 'o.pkl'],
@@ -150,3 +151,5 @@ def test_slurm_scripts_hand_srun_the_right_command(tmp_path):
         assert logged.startswith('-p part --job-name=job --gres=gpu:8 '
                                  '--ntasks=16 '), logged
         assert logged.rstrip().endswith(expected[script]), logged
+        if (ROOT / '.venv/bin/python').exists():  # without PYTHON: the venv's
+            assert '.venv/bin/python -u ' in logged, logged

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # srun for the slurm_*.sh tools, one task per GPU:
 #   slurm_launch.sh SCRIPT PARTITION JOB_NAME [SCRIPT args]
-# GPUS (8), GPUS_PER_NODE (8), CPUS_PER_TASK (5), SRUN_ARGS and PYTHON set the job.
+# GPUS (8), GPUS_PER_NODE (8), CPUS_PER_TASK (5), SRUN_ARGS and PYTHON
+# (default: .venv/bin/python, else python) set the job.
+source "$(dirname "$0")/venv_python.sh"
 set -x
 SCRIPT=$1
 PARTITION=$2
@@ -17,4 +19,4 @@ srun -p "$PARTITION" \
     --cpus-per-task="${CPUS_PER_TASK:-5}" \
     --kill-on-bad-exit=1 \
     ${SRUN_ARGS:-} \
-    "${PYTHON:-python}" -u "$(dirname "$0")/$SCRIPT" "${@:4}" --launcher slurm
+    "$PYTHON" -u "$(dirname "$0")/$SCRIPT" "${@:4}" --launcher slurm

@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -106,6 +107,27 @@ def use_cpu_distributed(cfg: Config) -> None:
         find_unused_parameters=cfg.get('find_unused_parameters', False))
     wrapper.setdefault('device_ids', None)
     cfg.model_wrapper_cfg = wrapper
+    synced = _sync_bn_to_bn(cfg.model)
+    if synced:
+        print_log(f'{synced} SyncBN norm config(s) of the model run as BN on '
+                  'the CPU (each process its own statistics): SyncBatchNorm '
+                  'works with GPU modules only', logger='current')
+
+
+def _sync_bn_to_bn(node) -> int:
+    """``type='SyncBN'`` made ``'BN'`` throughout a config tree, as mmengine
+    reverts SyncBN in a run of one process; how many were changed."""
+    changed = 0
+    if isinstance(node, dict):
+        if node.get('type') == 'SyncBN':
+            node['type'] = 'BN'
+            changed += 1
+        nodes = node.values()
+    elif isinstance(node, (list, tuple)):
+        nodes = node
+    else:
+        return 0
+    return changed + sum(_sync_bn_to_bn(child) for child in nodes)
 
 
 def start_cpu_process_group(cfg: Config) -> None:

@@ -28,6 +28,8 @@ from mmengine.runner.checkpoint import find_latest_checkpoint
 
 from ..models.common.weights import CheckpointRule, key_differences
 from ..models.builder import build_task_model
+from ..models.dynamic_models import AuxLossMixin
+from ..registry import config_scope_of
 from .checkpoint import allowed_globals, load_from_local_safely
 
 Shapes = Dict[str, Tuple[int, ...]]
@@ -40,6 +42,10 @@ class WorkDirInUseError(FileExistsError):
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint's keys or shapes do not fit the config's model."""
+
+
+class UnusedLossError(ValueError):
+    """A loss the config sets that its model type never adds to training."""
 
 
 # ------------------------------------------------------------------ work dir
@@ -171,6 +177,22 @@ def key_mismatches(own: Shapes, state: Mapping[str, torch.Tensor],
     return problems
 
 
+def _backbone_mismatches(own: Shapes, state: Mapping[str, torch.Tensor],
+                         rule: CheckpointRule) -> Optional[List[str]]:
+    """:func:`key_mismatches` of the model's ``backbone.`` entries against
+    ``state``'s, in any layout the backbone converts (a file of backbone
+    weights alone is taken as the backbone's; its optional weights may be
+    missing); None when the model has no backbone."""
+    own = {k: v for k, v in own.items() if k.startswith(PREFIX)}
+    if not own:
+        return None
+    if not any(k.startswith(PREFIX) for k in state):
+        state = {PREFIX + k: v for k, v in state.items()}
+    return key_mismatches(
+        own, backbone_entries(state, rule),
+        lambda key: rule.is_optional_weight(key[len(PREFIX):]))
+
+
 def _is_local(path: str) -> bool:
     return '://' not in str(path)
 
@@ -193,30 +215,31 @@ def check_checkpoint_fits(cfg: Config, path: Optional[str], role: str,
         raise FileNotFoundError(f'{role} {path} does not exist')
     state = read_state_dict(path)
     name, own, rule = build_model_shapes(cfg)
-    backbone_file = False
+    backbone_file = not any(k.startswith(PREFIX) for k in state)
     if backbone_only:
-        own = {k: v for k, v in own.items() if k.startswith(PREFIX)}
-        if not own:
+        problems = _backbone_mismatches(own, state, rule)
+        if problems is None:
             return False  # no backbone: mmengine's to judge
-        backbone_file = not any(k.startswith(PREFIX) for k in state)
-        if backbone_file:
-            state = {PREFIX + k: v for k, v in state.items()}
-        problems = key_mismatches(
-            own, backbone_entries(state, rule),
-            lambda key: rule.is_optional_weight(key[len(PREFIX):]))
     else:
         problems = key_mismatches(own, state)
     if not problems:
-        return backbone_file
+        return backbone_only and backbone_file
     config = osp.basename(cfg.filename) if cfg.filename else 'the config'
     part = 'the backbone of ' if backbone_only else ''
-    advice = (
-        'A fine-tuning start may differ in its heads, not in its backbone: '
-        'start from a checkpoint of this backbone (a whole model, or the '
-        'backbone weights alone, in a layout the backbone converts)'
-        if backbone_only else
-        'It is a checkpoint of another arch or model: give the config (and '
-        '--cfg-options) it was trained with, or a checkpoint of this model')
+    if backbone_only:
+        advice = ('A fine-tuning start may differ in its heads, not in its '
+                  'backbone: start from a checkpoint of this backbone (a '
+                  'whole model, or the backbone weights alone, in a layout '
+                  'the backbone converts)')
+    elif backbone_file and _backbone_mismatches(own, state, rule) == []:
+        advice = ("It holds this backbone's weights alone: a whole model's "
+                  'checkpoint is needed here (as a training run of this '
+                  'config saves it); to train from these weights give them '
+                  'as load_from or the backbone\'s init_cfg')
+    else:
+        advice = ('It is a checkpoint of another arch or model: give the '
+                  'config (and --cfg-options) it was trained with, or a '
+                  'checkpoint of this model')
     raise CheckpointMismatchError(
         f'{role} {path} does not fit {part}the model {config} builds '
         f'({name}): '
@@ -234,10 +257,36 @@ def resume_checkpoint(cfg: Config) -> Optional[str]:
     return find_latest_checkpoint(cfg.work_dir)
 
 
+def check_budget_loss_is_added(cfg: Config) -> None:
+    """A backbone's ``budget_loss`` reaches training only through a task
+    model that adds the backbone's losses (``DynamicMaskRCNN``,
+    ``DynamicEncoderDecoder``...): with the stock type it would train
+    without it and say nothing."""
+    from mmengine.registry import MODELS
+    model = cfg.get('model') or {}
+    backbone = model.get('backbone') or {}
+    if not isinstance(backbone, dict) or backbone.get('budget_loss') is None:
+        return
+    with config_scope_of(cfg), \
+            MODELS.switch_scope_and_registry(None) as registry:
+        task_type = model.get('type')
+        if not isinstance(task_type, type):
+            task_type = registry.get(task_type)
+    if task_type is None or issubclass(task_type, AuxLossMixin):
+        return
+    raise UnusedLossError(
+        f"model.backbone.budget_loss is set, but model type "
+        f"{model.get('type')!r} never adds the backbone's losses: use its "
+        f"dynamic form (type='Dynamic{task_type.__name__}' where dit_mm has "
+        'one: DynamicMaskRCNN, DynamicRetinaNet, DynamicEncoderDecoder, '
+        'DynamicImageClassifier), or set budget_loss=None')
+
+
 def check_train_run(cfg: Config) -> None:
     """What ``tools/train.py`` checks once the arguments are applied: the
-    work dir, then the checkpoint it resumes (every key) or starts from
-    (``load_from``: the backbone's keys)."""
+    model's losses, the work dir, then the checkpoint it resumes (every key)
+    or starts from (``load_from``: the backbone's keys)."""
+    check_budget_loss_is_added(cfg)
     check_work_dir(cfg)
     if cfg.get('resume'):
         path = resume_checkpoint(cfg)

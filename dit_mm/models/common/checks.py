@@ -1,8 +1,10 @@
 """Input and budget checks every dynamic backbone makes, with messages that
 name the problem."""
+import difflib
+import inspect
 import math
 from contextlib import contextmanager
-from typing import Iterator, Optional, Sequence, Tuple, Union
+from typing import Iterable, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -35,7 +37,30 @@ def check_only_built(builds: str, **arguments) -> None:
     :class:`StockArgumentError` naming it."""
     for name, (value, built) in arguments.items():
         stock_check(value == built, f'{builds} with {name}={built} only, got '
-                    f'{value}')
+                    f'{value} (left from a stock config\'s other backbone? '
+                    'replace it: backbone=dict(_delete_=True, type=...))')
+
+
+def check_keywords(module, given: Iterable[str]) -> None:
+    """Keywords no ``__init__`` of ``module``'s classes takes raise the
+    ``TypeError`` Python would, naming ``module``'s class (not the base class
+    the keyword reached) and the closest keyword it takes."""
+    taken = set()
+    for cls in type(module).__mro__:
+        if '__init__' in vars(cls):
+            taken |= {name for name, param in inspect.signature(
+                cls.__init__).parameters.items() if param.kind in (
+                    param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)}
+    taken.discard('self')
+    unknown = [key for key in given if key not in taken]
+    if unknown:
+        named = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, taken, n=1)
+            named.append(repr(key) + (f' (did you mean {close[0]!r}?)'
+                                      if close else ''))
+        raise TypeError(f'{type(module).__name__} got unexpected keyword '
+                        f'argument(s) {", ".join(named)}')
 
 
 def check_out_indices(out_indices: Union[int, Sequence[int]], stages: int

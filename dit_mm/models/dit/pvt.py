@@ -15,7 +15,8 @@ from torch import Tensor, nn
 from ...core.pvt_cost import pvt_stage_costs
 from ...core.stage_cost import StageCost
 from ...registry import register_model
-from ..common.checks import check_only_built, check_out_indices, stock_check
+from ..common.checks import (check_keywords, check_only_built,
+                             check_out_indices, stock_check)
 from ..common.gates import RoutingGate
 from ..common.static_peer import PeerBuild
 from ..common.weights import StateDict, pretrained_to_init_cfg
@@ -117,6 +118,7 @@ class DiT(RoutedBackbone):
                  init_cfg: Optional[dict] = None,
                  gate_init: float = 3.0,
                  **routing):
+        check_keywords(self, routing)
         stock_check(isinstance(pretrain_img_size, int) or
                     len(pretrain_img_size) in (1, 2),
                     'The size of image should have length 1 or 2, but got '

@@ -21,8 +21,9 @@ from torch import Tensor, nn
 from ...core.stage_cost import StageCost
 from ...core.swin_cost import swin_stage_costs
 from ...registry import register_model
-from ..common.checks import (UnknownArchError, check_only_built,
-                             check_out_indices, stock_check)
+from ..common.checks import (UnknownArchError, check_keywords,
+                             check_only_built, check_out_indices,
+                             stock_check)
 from ..common.gates import RoutingGate
 from ..common.static_peer import PeerBuild
 from ..common.weights import StateDict, pretrained_to_init_cfg
@@ -187,6 +188,7 @@ class DiTSwinV2(RoutedBackbone):
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None,
                  **routing):
+        check_keywords(self, routing)
         check_only_built('DiTSwinV2 builds Swin-v2',
                          use_abs_pos_embed=(use_abs_pos_embed, False),
                          norm_cfg=(norm_cfg, dict(type='LN')),

@@ -40,7 +40,8 @@ from ...core.tokens import gather_tokens, scatter_tokens, select_tokens
 from ...core.vit_cost import ViTCost, budget_keep_counts
 from ...registry import register_model
 from ..budget_sampling import build_budget_sampler
-from ..common.checks import check_budget, checked_images, stock_check
+from ..common.checks import (check_budget, check_keywords,
+                             checked_images, stock_check)
 from ..common.dynamic import DynamicBackbone
 from ..common.static_peer import PeerBuild
 from ..common.weights import (CheckpointRule, StateDict,
@@ -146,10 +147,14 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None,
                  **kwargs):
-        for unsupported in ('output_cls_token', 'out_origin'):
-            stock_check(not kwargs.pop(unsupported, False),
-                        f'TokenPassViT does not support {unsupported}=True '
-                        "(out_type='cls_token' returns the class token)")
+        check_keywords(self, kwargs)
+        owner = type(self).__name__
+        stock_check(not kwargs.pop('output_cls_token', False),
+                    f"{owner} does not support output_cls_token=True "
+                    "(out_type='cls_token' returns the class token)")
+        stock_check(not kwargs.pop('out_origin', False),
+                    f'{owner} does not support out_origin=True (the maps '
+                    'before the layers)')
         # a stock mmseg ViT config names the widths itself: they override arch
         overrides = {k: kwargs.pop(k) for k in VIT_ARCH_KEYS if k in kwargs}
         setting = resolve_vit_arch(arch)
@@ -179,8 +184,7 @@ class TokenPassViT(VisionTransformer, CheckpointRule, DynamicBackbone):
         if not 0 < stop_threshold <= 1:
             raise ValueError(f'stop_threshold must be in (0, 1], got '
                              f'{stop_threshold}')
-        init_cfg = pretrained_to_init_cfg(type(self).__name__, pretrained,
-                                          init_cfg)
+        init_cfg = pretrained_to_init_cfg(owner, pretrained, init_cfg)
         super().__init__(
             img_size=img_size,
             patch_size=patch_size,
