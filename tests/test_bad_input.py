@@ -397,3 +397,62 @@ def test_a_sweep_refuses_a_budget_below_the_minimum_before_evaluating(
     assert sweep.feasible_budgets(model, batches, [1.0, 0.5, 0.01, None],
                                   skip=True) == [1.0, 0.5, None]
     assert 'skipped: budget 0.01 cannot be met' in capsys.readouterr().err
+
+
+# --------------------------------------- what the tools' outputs must not lose
+def test_a_misspelled_top_level_option_is_refused_by_every_tool(
+        run, monkeypatch):
+    """mmengine adds any top-level key: ``train_cfgg.max_iters=1`` trained
+    the config's schedule and ``load_fromm=X`` from scratch, saying
+    nothing."""
+    before = digest(run)
+    for option, meant in (('train_cfgg.max_iters=1', 'train_cfg'),
+                          ('load_fromm=x.pth', 'load_from')):
+        with pytest.raises(ValueError, match=f"did you mean '{meant}'"):
+            call_tool(TRAIN, monkeypatch, CONFIG, '--work-dir', run,
+                      '--resume', '--cfg-options', *ONE_ITER, option)
+    with pytest.raises(ValueError, match='nothing would read it'):
+        call_tool(TEST, monkeypatch, CONFIG, run / 'iter_1.pth',
+                  '--cfg-options', 'test_cfgg.fp16=True')
+    assert digest(run) == before
+
+
+def test_a_checkpoint_with_nan_weights_is_refused(run, monkeypatch,
+                                                   tmp_path):
+    """A diverged training's checkpoint scored top-1 0.0 in test.py and a
+    sweep of 0.0 'within the tolerance', without a word."""
+    checkpoint = torch.load(run / 'iter_1.pth', weights_only=False)
+    key = next(k for k in checkpoint['state_dict'] if k.startswith('head.'))
+    checkpoint['state_dict'][key][0] = float('nan')
+    nan = tmp_path / 'nan.pth'
+    torch.save(checkpoint, nan)
+    with pytest.raises(ValueError, match=f'NaN or infinite values in 1 '
+                       f'tensor.*{re.escape(key)}'):
+        call_tool(TEST, monkeypatch, CONFIG, nan, '--work-dir',
+                  tmp_path / 'test')
+    with pytest.raises(ValueError, match='NaN or infinite'):
+        build_task_model(load_config(CONFIG), str(nan))
+
+
+def test_measuring_tools_do_not_write_over_a_file_that_is_not_a_report(
+        run, tmp_path):
+    """``get_flops.py --out`` given the checkpoint it had read replaced it
+    with its JSON; a sweep with a --metric the loop does not report
+    replaced the complete sweep.json before it stopped."""
+    get_flops = load_tool('tools/analysis_tools/get_flops.py', 'flops_tool')
+    copy = tmp_path / 'm.pth'
+    shutil.copy(run / 'iter_1.pth', copy)
+    before = hashlib.md5(copy.read_bytes()).hexdigest()
+    with pytest.raises(FileExistsError, match='not a JSON report'):
+        get_flops.main([CONFIG, '--checkpoint', str(copy), '--shape', '32',
+                        '32', '--num-images', '1', '--out', str(copy)])
+    assert hashlib.md5(copy.read_bytes()).hexdigest() == before
+    sweep = load_tool('tools/analysis_tools/sweep_budget.py', 'sweep_tool')
+    out = tmp_path / 'sweep'
+    out.mkdir()
+    (out / 'sweep.json').write_text('{"complete": true}')
+    with pytest.raises(SystemExit, match='--metric accuracy/top2 is not'):
+        sweep.main([CONFIG, str(run / 'iter_1.pth'), '--budgets', '1.0',
+                    '--flops-images', '1', '--metric', 'accuracy/top2',
+                    '--out-dir', str(out)])
+    assert (out / 'sweep.json').read_text() == '{"complete": true}'

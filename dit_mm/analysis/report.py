@@ -24,8 +24,29 @@ def fmt(value: Optional[float], digits: int = 3) -> str:
     return '-' if value is None else f'{value:.{digits}f}'
 
 
+def check_json_target(path: Optional[str]) -> None:
+    """Refuse an output path whose file is not a JSON report (a checkpoint,
+    a config, a folder): only a report a tool wrote before is replaced.
+    The tools call it before they measure, and :func:`write_json` again."""
+    if path is None:
+        return
+    out = Path(path)
+    if out.is_dir():
+        raise IsADirectoryError(f'--out {out} is a folder; give a file name')
+    if out.exists():
+        with open(out, 'rb') as file:
+            start = file.read(64).lstrip()
+        if not start.startswith(b'{'):
+            raise FileExistsError(
+                f'--out {out} exists and is not a JSON report (a checkpoint '
+                'or another file of yours?); nothing was written: give '
+                'another path')
+
+
 def write_json(path: str, data: dict) -> None:
-    """``data`` as indented JSON at ``path`` (folders made as needed)."""
+    """``data`` as indented JSON at ``path`` (folders made as needed); an
+    existing file is replaced only if it is a JSON report."""
+    check_json_target(path)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=2))

@@ -6,6 +6,8 @@ differ (turning visualisation on, dumping results) are chosen by the config's
 """
 import argparse
 import datetime
+import difflib
+import inspect
 import os
 import os.path as osp
 from typing import Callable
@@ -67,6 +69,13 @@ def build_runner(cfg: Config) -> Runner:
     return Runner.from_cfg(cfg)
 
 
+# what mmengine's Runner.from_cfg reads from a config, present or not
+RUNNER_KEYS = {
+    name for name in inspect.signature(Runner.__init__).parameters
+    if name != 'self'} | {'runner_type', 'custom_imports', 'model_wrapper_cfg',
+                          'find_unused_parameters', 'compile'}
+
+
 def load_config(path: str, cfg_options=None, launcher='none') -> Config:
     """Read a config, apply ``--cfg-options`` and the launcher."""
     if not osp.isfile(path):
@@ -74,9 +83,30 @@ def load_config(path: str, cfg_options=None, launcher='none') -> Config:
     cfg = Config.fromfile(path)
     cfg.launcher = launcher
     if cfg_options:
+        check_option_keys(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
     config_scope(cfg)
     return cfg
+
+
+class UnknownConfigKeyError(ValueError):
+    """A ``--cfg-options`` key that nothing would read."""
+
+
+def check_option_keys(cfg: Config, cfg_options: dict) -> None:
+    """Each ``--cfg-options`` key must start with a key of the config or an
+    argument of mmengine's runner: mmengine adds any other top-level key
+    and nothing reads it (``train_cfgg.max_iters=1`` trained the config's
+    schedule, ``load_fromm=X`` from scratch)."""
+    known = set(cfg.keys()) | RUNNER_KEYS
+    for key in cfg_options:
+        top = key.split('.')[0]
+        if top not in known:
+            close = difflib.get_close_matches(top, known, n=1)
+            raise UnknownConfigKeyError(
+                f'--cfg-options {key}: {top!r} is not a key of the config '
+                'nor an argument of the runner, so nothing would read it' +
+                (f' (did you mean {close[0]!r}?)' if close else ''))
 
 
 def set_work_dir(cfg: Config, config_path: str, work_dir=None) -> None:

@@ -26,7 +26,8 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
-from ..models.common.weights import CheckpointRule, key_differences
+from ..models.common.weights import (CheckpointRule, check_finite_weights,
+                                     key_differences)
 from ..models.builder import build_task_model
 from ..models.dynamic_models import AuxLossMixin
 from ..registry import config_scope_of
@@ -223,6 +224,9 @@ def check_checkpoint_fits(cfg: Config, path: Optional[str], role: str,
     else:
         problems = key_mismatches(own, state)
     if not problems:
+        check_finite_weights(
+            {k: v for k, v in state.items() if not backbone_only
+             or backbone_file or k.startswith(PREFIX)}, f'{role} {path}')
         return backbone_only and backbone_file
     config = osp.basename(cfg.filename) if cfg.filename else 'the config'
     part = 'the backbone of ' if backbone_only else ''

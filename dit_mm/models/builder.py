@@ -17,6 +17,7 @@ from torch import nn
 
 from ..registry import config_scope_of
 from .common.average_budget import attach_calibration
+from .common.weights import check_finite_weights
 
 
 def model_cfg(cfg: Config) -> Config:
@@ -54,9 +55,10 @@ def build_task_model(cfg: Config, checkpoint: Optional[str] = None,
 def load_task_weights(model: nn.Module, checkpoint: str,
                       calibration: bool = True) -> None:
     """Every weight of ``model`` from ``checkpoint`` (strictly: a missing
-    or unexpected key is an error that lists them), and the average-budget
-    calibration beside it unless ``calibration`` is False."""
+    or unexpected key is an error that lists them, and so is a NaN), and the
+    average-budget calibration beside it unless ``calibration`` is False."""
     load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+    check_finite_weights(model.state_dict(), f'checkpoint {checkpoint}')
     if calibration:
         attach_calibration(getattr(model, 'backbone', None), checkpoint)
 

@@ -98,9 +98,10 @@ import dit_mm
 from dit_mm.analysis.latency import (add_timing_args, cuda_synchronizer,
                                      interleaved_latency, latency_stats,
                                      paired_ratio, peak_memory, tensor_bytes)
-from dit_mm.analysis.report import (device_name, environment, fmt,
-                                    load_average, markdown_table,
-                                    quiet_mmengine, write_json)
+from dit_mm.analysis.report import (check_json_target, device_name,
+                                    environment, fmt, load_average,
+                                    markdown_table, quiet_mmengine,
+                                    write_json)
 from dit_mm.analysis.static_peer import (attend_with_sdpa,
                                          backbone_difference, peer_name,
                                          with_static_peer)
@@ -619,7 +620,9 @@ def ratio_exit_code(result: dict) -> int:
 
 
 def main(argv=None):
-    result = measure(parse_args(argv))
+    args = parse_args(argv)
+    check_json_target(args.out)
+    result = measure(args)
     report(result)
     if result['args']['out']:
         write_json(result['args']['out'], result)

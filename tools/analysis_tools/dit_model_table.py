@@ -28,16 +28,15 @@ Per arch it reports
   best case for gathers).
 """
 import argparse
-import json
 import sys
 import warnings
-from pathlib import Path
 
 import torch
 
 import benchmark  # tools/analysis_tools/benchmark.py: the timing
-from dit_mm.analysis.report import (environment, fmt, load_average,
-                                    markdown_table, quiet_mmengine)
+from dit_mm.analysis.report import (check_json_target, environment, fmt,
+                                    load_average, markdown_table,
+                                    quiet_mmengine, write_json)
 from dit_mm.analysis.static_peer import static_peer_backbone
 from dit_mm.core.pvt_cost import route_flops
 from dit_mm.engine.cli import budget_type, positive_int
@@ -216,6 +215,7 @@ def print_tables(rows, args) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
+    check_json_target(args.json)
     env = environment(args.threads)
     rows = [measure_arch(arch, args) for arch in args.archs]
     env['load_average_end'] = load_average()
@@ -227,12 +227,9 @@ def main(argv=None):
         print(f'mmengine jit count - its LayerNorm part - analytic route: at '
               f'most {worst:.4f} GFLOPs in magnitude')
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(dict(
-            budget=args.budget, det_size=list(DET_SIZE), environment=env,
-            rows=rows), indent=2))
-        print(f'wrote {path}')
+        write_json(args.json, dict(budget=args.budget,
+                                   det_size=list(DET_SIZE), environment=env,
+                                   rows=rows))
     return 0
 
 

@@ -31,8 +31,8 @@ from dit_mm.analysis.task_model import (is_dynamic, synthetic_batch,
                                         val_batches)
 from dit_mm.models.builder import build_task_model
 from dit_mm.engine.cli import budget_type, load_config, positive_int
-from dit_mm.analysis.report import (fmt, markdown_table, quiet_mmengine,
-                                    write_json)
+from dit_mm.analysis.report import (check_json_target, fmt, markdown_table,
+                                    quiet_mmengine, write_json)
 
 G = 1e9
 
@@ -93,6 +93,7 @@ def rows_of(names, static, dynamic, dynamic_model: bool):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_json_target(args.out)
     torch.manual_seed(0)
     cfg = load_config(args.config, args.cfg_options)
     quiet_mmengine()

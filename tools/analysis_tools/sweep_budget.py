@@ -295,6 +295,9 @@ def main(argv=None):
     for b in budgets:
         # the first loads the weights
         metrics[b], spent[b] = evaluate(runner, b)
+        # a --metric the loop does not report stops here, before a sweep
+        # already in the out dir is replaced
+        key = choose_metric(metrics[budgets[0]], args.metric)
         write_json(json_path, dict(
             config=args.config, checkpoint=args.checkpoint, complete=False,
             metrics={label(k): v for k, v in metrics.items()},
@@ -302,7 +305,6 @@ def main(argv=None):
     model.eval()
     peer_model = with_static_peer(model)
     peer_metrics, _ = evaluate(runner, peer=peer_model.backbone)
-    key = choose_metric(metrics[budgets[0]], args.metric)
 
     gflops = {b: mean_flops(model, batches, b) for b in budgets}
     peer_gflops = mean_flops(peer_model, batches, 'config')

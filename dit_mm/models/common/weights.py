@@ -100,6 +100,18 @@ def read_init_checkpoint(init_cfg: dict) -> StateDict:
     return unwrap_state_dict(checkpoint, prefix)
 
 
+def check_finite_weights(state: Mapping[str, Tensor], source: str) -> None:
+    """A checkpoint with a NaN or infinite weight (a training that
+    diverged) gives NaN features and metrics of 0 without a word: refuse
+    it, naming the tensors."""
+    bad = [k for k, v in state.items()
+           if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f'{source} holds NaN or infinite values in '
+                         f'{len(bad)} tensor(s): {_listed(bad)} (a training '
+                         'that diverged?)')
+
+
 def _listed(keys, limit: int = 8) -> str:
     return f'{keys[:limit]}{" ..." if len(keys) > limit else ""}'
 
