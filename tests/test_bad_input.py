@@ -456,3 +456,13 @@ def test_measuring_tools_do_not_write_over_a_file_that_is_not_a_report(
                     '--flops-images', '1', '--metric', 'accuracy/top2',
                     '--out-dir', str(out)])
     assert (out / 'sweep.json').read_text() == '{"complete": true}'
+
+
+@pytest.mark.parametrize('option', [['--tolerance', 'nan'],
+                                    ['--tolerance', '-1'],
+                                    ['--warmup', '-3']])
+def test_a_sweep_refuses_a_tolerance_or_warmup_that_means_nothing(option):
+    """``--tolerance nan`` wrote NaN (not JSON) into sweep.json."""
+    sweep = load_tool('tools/analysis_tools/sweep_budget.py', 'sweep_tool')
+    with pytest.raises(SystemExit):
+        sweep.parse_args([CONFIG, 'x.pth', *option])

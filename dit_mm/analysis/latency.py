@@ -34,7 +34,8 @@ from torch import nn
 CPU_DEVICE_TYPES = ('CPU', 'MKLDNN', 'IDEEP')
 
 
-def _count(minimum: int):
+def count_arg(minimum: int):
+    """An argparse type for a count of at least ``minimum``."""
     def parse(text: str) -> int:
         value = int(text)
         if value < minimum:
@@ -48,11 +49,11 @@ def add_timing_args(parser: argparse.ArgumentParser, repeats: int = 10,
                     warmup: int = 2) -> None:
     """The options every timing tool takes: ``--repeats``, ``--warmup``,
     ``--threads`` and ``--seed``."""
-    parser.add_argument('--repeats', type=_count(1), default=repeats,
+    parser.add_argument('--repeats', type=count_arg(1), default=repeats,
                         help='timed round-robin rounds')
-    parser.add_argument('--warmup', type=_count(0), default=warmup,
+    parser.add_argument('--warmup', type=count_arg(0), default=warmup,
                         help='untimed rounds before timing')
-    parser.add_argument('--threads', type=_count(1), default=None,
+    parser.add_argument('--threads', type=count_arg(1), default=None,
                         help="torch threads (default: leave torch's setting)")
     parser.add_argument('--seed', type=int, default=0)
 

@@ -8,6 +8,7 @@ import argparse
 import datetime
 import difflib
 import inspect
+import math
 import os
 import os.path as osp
 from typing import Callable
@@ -292,4 +293,12 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f'must be >= 1, got {text}')
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type for a finite amount of at least 0 (a tolerance)."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f'must be a number >= 0, got {text}')
     return value

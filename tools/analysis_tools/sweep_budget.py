@@ -48,7 +48,8 @@ import torch
 from mmengine.config import DictAction
 
 import dit_mm  # noqa: F401  (registers modules, safe checkpoint loading)
-from dit_mm.analysis.latency import interleaved_latency, latency_stats
+from dit_mm.analysis.latency import (count_arg, interleaved_latency,
+                                    latency_stats)
 from dit_mm.analysis.model_flops import measure
 from dit_mm.analysis.report import (environment, fmt, markdown_table,
                                     write_json)
@@ -58,7 +59,7 @@ from dit_mm.analysis.task_model import (AverageRoute, budget, is_dynamic,
                                         predict_preprocessed, preprocess,
                                         val_batches)
 from dit_mm.engine.cli import (budget_type, build_runner, load_config,
-                               positive_int)
+                               non_negative_float, positive_int)
 from dit_mm.engine.run_guards import check_test_checkpoint
 
 PREFERRED_METRICS = ('coco/bbox_mAP', 'mIoU', 'accuracy/top1')
@@ -84,10 +85,10 @@ def parse_args(argv=None):
                         "test loop reports, else its first)")
     parser.add_argument('--flops-images', type=positive_int, default=4)
     parser.add_argument('--repeats', type=positive_int, default=5)
-    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--warmup', type=count_arg(0), default=1)
     parser.add_argument('--threads', type=positive_int)
     parser.add_argument('--out-dir')
-    parser.add_argument('--tolerance', type=float, default=None,
+    parser.add_argument('--tolerance', type=non_negative_float, default=None,
                         help='largest fall of the metric from a budget to a '
                         'larger one that counts as monotone (default: 0.02 '
                         'for COCO mAP, 2 for metrics in percent)')
