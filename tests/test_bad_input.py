@@ -466,3 +466,20 @@ def test_a_sweep_refuses_a_tolerance_or_warmup_that_means_nothing(option):
     sweep = load_tool('tools/analysis_tools/sweep_budget.py', 'sweep_tool')
     with pytest.raises(SystemExit):
         sweep.parse_args([CONFIG, 'x.pth', *option])
+
+
+def test_the_test_tool_keeps_the_training_runs_record_of_its_config(
+        run, monkeypatch, tmp_path):
+    """``test.py``'s default work dir is ``train.py``'s, and mmengine's
+    runner dumped the test's config over the training run's
+    ``<work dir>/<config>.py`` (its schedule replaced by the config's,
+    ``load_from`` set); it now goes into the test run's own folder."""
+    work = tmp_path / 'run'
+    shutil.copytree(run, work)
+    record = (work / CONFIG_NAME).read_bytes()
+    monkeypatch.setattr(sys, 'argv', ['test.py', CONFIG,
+                                      str(work / 'iter_1.pth'),
+                                      '--work-dir', str(work)])
+    TEST.main()
+    assert (work / CONFIG_NAME).read_bytes() == record
+    assert len(list(work.glob(f'*/{CONFIG_NAME}'))) == 1  # the test run's

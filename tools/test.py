@@ -31,7 +31,7 @@ def main():
     args = parse_args()
     cfg = tool_config(args, apply_test_args)
     check_test_checkpoint(cfg)  # every key with its shape, before loading
-    runner = build_runner(cfg)
+    runner = build_runner(cfg, evaluation=True)
     if args.out:
         add_result_dump(runner, args.out)
     runner.test()

@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.dist import master_only
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -62,12 +63,27 @@ def tool_config(args: argparse.Namespace,
     return cfg
 
 
-def build_runner(cfg: Config) -> Runner:
-    """The config's runner (``runner_type`` or mmengine's), in its process group."""
+class EvaluationRunner(Runner):
+    """mmengine's runner for a run that evaluates (``tools/test.py``, the
+    sweeps): it writes its config into its own timestamped folder of the
+    work dir, not over ``<work dir>/<config>.py``, the record of the
+    training run that works there (``test.py``'s default work dir is
+    ``train.py``'s)."""
+
+    @master_only
+    def dump_config(self) -> None:
+        name = osp.basename(self.cfg.filename) if self.cfg.filename else \
+            f'{self.timestamp}.py'
+        self.cfg.dump(osp.join(self.log_dir, name))
+
+
+def build_runner(cfg: Config, evaluation: bool = False) -> Runner:
+    """The config's runner (``runner_type`` or mmengine's; for an
+    ``evaluation`` run :class:`EvaluationRunner`), in its process group."""
     start_cpu_process_group(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    return (EvaluationRunner if evaluation else Runner).from_cfg(cfg)
 
 
 # what mmengine's Runner.from_cfg reads from a config, present or not

@@ -273,7 +273,7 @@ def main(argv=None):
     cfg.work_dir = osp.join(out_dir, 'test_runs')
     cfg.load_from = args.checkpoint
     check_test_checkpoint(cfg)  # mmengine would load a misfit non-strictly
-    runner = build_runner(cfg)
+    runner = build_runner(cfg, evaluation=True)
     model = runner.model
     if not is_dynamic(getattr(model, 'backbone', None)):
         raise SystemExit(f'error: the backbone of {name} takes no budget; '
