@@ -63,6 +63,22 @@ def test_other_settings_need_overwrite(tmp_path):
     assert len((tmp_path / 'meta' / 'train.txt').read_text().split('\n')) == 10
 
 
+def test_overwrite_keeps_a_file_the_user_added_inside_a_set(tmp_path):
+    """``--overwrite`` removed the whole folder, a file the user had put in
+    it too."""
+    make_imagenet(tmp_path, num_train_per_class=2, num_val_per_class=1)
+    mine = tmp_path / 'meta' / 'my_notes.txt'
+    mine.write_text('mine')
+    before = tree_digest(tmp_path)
+    with pytest.raises(ToyDataExistsError, match='meta/my_notes.txt'):
+        make_imagenet(tmp_path, num_train_per_class=3, num_val_per_class=1,
+                      overwrite=True)
+    assert tree_digest(tmp_path) == before
+    mine.unlink()
+    assert make_imagenet(tmp_path, num_train_per_class=3, num_val_per_class=1,
+                         overwrite=True)
+
+
 def test_coco_dataset_and_metric_read_the_toy_set(tmp_path):
     from mmdet.datasets import CocoDataset
     from mmdet.evaluation import CocoMetric

@@ -3,13 +3,15 @@
 A folder made by the generator carries a marker holding the settings it was made
 with. Asked again with the same settings, the generator finds it complete and
 does nothing (idempotent); with other settings it refuses unless told to
-overwrite; a non-empty folder without the marker is never touched.
+overwrite, and then too if the folder holds files it did not make; a non-empty
+folder without the marker is never touched.
 """
 import functools
 import inspect
 import json
 import shutil
 from pathlib import Path
+from typing import List, Optional
 
 MARKER = '.dit_mm_toy.json'
 
@@ -30,6 +32,12 @@ def prepare(root: Path, settings: dict, overwrite: bool = False) -> bool:
             raise ToyDataExistsError(
                 f'{root} already holds toy data made with other settings '
                 f'({recorded.get("settings")}); pass --overwrite to replace it')
+        added = _files_added(root, recorded.get('files'))
+        if added:
+            raise ToyDataExistsError(
+                f'{root} holds files the toy data tool did not make '
+                f'({", ".join(added[:5])}{" ..." if len(added) > 5 else ""}); '
+                '--overwrite replaces toy data only: move them out first')
         shutil.rmtree(root)  # ours: complete and to be replaced, or half made
     elif root.exists() and any(root.iterdir()):
         raise ToyDataExistsError(
@@ -40,10 +48,27 @@ def prepare(root: Path, settings: dict, overwrite: bool = False) -> bool:
     return True
 
 
+def _files(root: Path) -> List[str]:
+    return sorted(str(path.relative_to(root)) for path in root.rglob('*')
+                  if path.is_file() and path.name != MARKER)
+
+
+def _files_added(root: Path, made: Optional[List[str]]) -> List[str]:
+    """The files in ``root`` that are not among those the generator ``made``
+    (none known: a set made before the marker listed them)."""
+    if made is None:
+        return []
+    made = set(made)
+    return [name for name in _files(root) if name not in made]
+
+
 def finish(root: Path, settings: dict) -> None:
-    """Mark ``root`` complete, so a later run with the same settings skips it."""
-    (Path(root) / MARKER).write_text(
-        json.dumps({'complete': True, 'settings': settings}, indent=1))
+    """Mark ``root`` complete, so a later run with the same settings skips
+    it, with the files it holds (``--overwrite`` replaces only those)."""
+    root = Path(root)
+    files = _files(root)
+    (root / MARKER).write_text(json.dumps(
+        {'complete': True, 'settings': settings, 'files': files}, indent=1))
 
 
 def toy_set(write):
