@@ -91,7 +91,14 @@ def backbone_difference(backbone: nn.Module, peer: nn.Module,
         ours = backbone(inputs)
     finally:
         backbone.set_budget(before)
-    theirs = peer(inputs)
+    try:
+        theirs = peer(inputs)
+    except RuntimeError as error:  # mmdet's PVTv2 under 31x31, say
+        raise ValueError(
+            f'the static peer ({peer_name(backbone)}) cannot run on '
+            f'{tuple(inputs.shape[-2:])} inputs, which '
+            f'{type(backbone).__name__} takes: {error}; give a larger size'
+        ) from error
     if len(ours) != len(theirs):
         raise ValueError(f'{type(backbone).__name__} gives {len(ours)} '
                          f'outputs, its peer {len(theirs)}')
