@@ -27,7 +27,7 @@ from mmengine.logging import print_log
 from mmengine.runner.checkpoint import find_latest_checkpoint
 
 from ..models.common.weights import (CheckpointRule, check_finite_weights,
-                                     key_differences)
+                                     is_remote, key_differences)
 from ..models.builder import build_task_model
 from ..models.dynamic_models import AuxLossMixin
 from ..registry import config_scope_of
@@ -194,10 +194,6 @@ def _backbone_mismatches(own: Shapes, state: Mapping[str, torch.Tensor],
         lambda key: rule.is_optional_weight(key[len(PREFIX):]))
 
 
-def _is_local(path: str) -> bool:
-    return '://' not in str(path)
-
-
 def check_checkpoint_fits(cfg: Config, path: Optional[str], role: str,
                           backbone_only: bool = False) -> bool:
     """Refuse ``path`` (the ``role`` it plays: 'checkpoint', '--resume
@@ -207,7 +203,7 @@ def check_checkpoint_fits(cfg: Config, path: Optional[str], role: str,
     may be missing). With ``backbone_only`` a file of backbone weights
     alone (no ``backbone.`` key) is judged as the backbone's: the return
     value says it was. A remote checkpoint (``://``) is left to mmengine."""
-    if path is None or not _is_local(path):
+    if path is None or is_remote(path):
         return False
     path = str(path)
     if osp.isdir(path):

@@ -71,6 +71,12 @@ def layout_of(state: StateDict, markers: Sequence[Tuple[str, str, str]],
                    f'{known}; first keys: {keys[:5]}')
 
 
+def is_remote(path) -> bool:
+    """A URL or model-zoo name (``https://``, ``open-mmlab://``...), which
+    mmengine's loader fetches, not a local file."""
+    return '://' in str(path)
+
+
 def read_init_checkpoint(init_cfg: dict) -> StateDict:
     """The backbone tensors of ``init_cfg``'s checkpoint (``prefix``
     ``'backbone.'`` unless the config names another)."""
@@ -78,7 +84,7 @@ def read_init_checkpoint(init_cfg: dict) -> StateDict:
     if not path:
         raise ValueError(f'init_cfg {init_cfg} names no checkpoint')
     path = str(path)
-    remote = '://' in path
+    remote = is_remote(path)
     if not remote and not os.path.isfile(path):
         raise FileNotFoundError(
             f'pretrained backbone checkpoint {path} does not exist (the '
